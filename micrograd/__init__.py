@@ -1,0 +1,6 @@
+"""micrograd, compiled: karpathy's scalar autograd engine and tiny nn library on a Cython node arena."""
+from micrograd.engine import IMPLEMENTATION, Value, is_grad_enabled, no_grad
+
+__version__ = "0.2.0"
+
+__all__ = ["IMPLEMENTATION", "Value", "no_grad", "is_grad_enabled", "__version__"]

@@ -1,0 +1,433 @@
+"""The pure-Python engine: the readable statement of the semantics and the test oracle."""
+from __future__ import annotations
+
+import math
+import numbers
+from array import array
+from contextlib import contextmanager
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+
+IMPLEMENTATION = "python"
+
+Number = Union[int, float]
+_grad_enabled = [True]
+
+
+def _num(x: Any, what: str = "Value data") -> float:
+    # Real numbers only (bool, int, float, numpy scalars, Fraction); never str or complex.
+    if type(x) is float:
+        return x
+    if isinstance(x, numbers.Real) and not isinstance(x, (str, bytes)):
+        return float(x)
+    raise TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
+
+
+def _fpow(x: float, y: float) -> float:
+    """x ** y with Python float semantics, except that a complex result is a ValueError."""
+    r = x ** y  # ZeroDivisionError for 0**-1, OverflowError on overflow, as float does
+    if isinstance(r, complex):
+        raise ValueError("negative number cannot be raised to a fractional power")
+    return r
+
+
+def _is_odd_integer(y: float) -> bool:
+    return math.isfinite(y) and y == math.floor(y) and math.fmod(y, 2.0) != 0.0
+
+
+def _bpow(x: float, y: float) -> float:
+    """x ** y as C's pow() gives it: used in backward, which never raises on math."""
+    try:
+        r = x ** y
+    except ZeroDivisionError:  # pow(+-0, y<0)
+        return math.copysign(math.inf, x) if _is_odd_integer(y) else math.inf
+    except OverflowError:
+        return -math.inf if (x < 0 and _is_odd_integer(y)) else math.inf
+    return math.nan if isinstance(r, complex) else r
+
+
+def _blog(x: float, out: float) -> float:
+    """d(x**y)/dy = x**y * ln x, with the limit 0 at x == 0 and nan for x < 0."""
+    if x > 0:
+        return out * math.log(x)
+    if x == 0:
+        return 0.0
+    return math.nan
+
+
+def _exp(x: float) -> float:
+    return math.exp(x)  # OverflowError past ~709.78, as Python's math.exp
+
+
+def _sigmoid(x: float) -> float:
+    # never overflows: exp of a non-positive number only
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    e = math.exp(x)
+    return e / (1.0 + e)
+
+
+def _noop() -> None:
+    return None
+
+
+class Value:
+    """ stores a single scalar value and its gradient """
+
+    __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "__weakref__")
+    __array_ufunc__ = None  # numpy scalars defer to our reflected operators
+
+    def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: str = "", label: Any = "") -> None:
+        self.data = _num(data)
+        self.grad = 0.0
+        children = tuple(_children)
+        for c in children:
+            if not isinstance(c, Value):
+                raise TypeError(f"_children must be Values, not {type(c).__name__!r}")
+        if not isinstance(_op, str):
+            raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+        # internal variables used for autograd graph construction
+        self._children = children if _grad_enabled[0] else ()
+        self._op = _op
+        self.label = label
+        self._backward: Callable[[], None] = _noop
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "data" or name == "grad":
+            value = _num(value, name)
+        elif name == "_backward" and not callable(value):
+            raise TypeError(f"_backward must be callable, not {type(value).__name__!r}")
+        object.__setattr__(self, name, value)
+
+    @property
+    def _prev(self) -> set["Value"]:
+        return set(self._children)
+
+    @staticmethod
+    def _result(data: float, children: tuple, op: str) -> "Value":
+        # a node made by an op: a leaf under no_grad
+        out = Value.__new__(Value)
+        object.__setattr__(out, "data", data)
+        object.__setattr__(out, "grad", 0.0)
+        object.__setattr__(out, "label", "")
+        object.__setattr__(out, "_backward", _noop)
+        if _grad_enabled[0]:
+            object.__setattr__(out, "_children", children)
+            object.__setattr__(out, "_op", op)
+        else:
+            object.__setattr__(out, "_children", ())
+            object.__setattr__(out, "_op", "")
+        return out
+
+    def __add__(self, other: Any) -> "Value":
+        if not isinstance(other, Value):
+            if not _is_real(other):
+                return NotImplemented
+            other = Value(other)
+        out = Value._result(self.data + other.data, (self, other), "+")
+
+        def _backward() -> None:
+            self.grad += out.grad
+            other.grad += out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def __mul__(self, other: Any) -> "Value":
+        if not isinstance(other, Value):
+            if not _is_real(other):
+                return NotImplemented
+            other = Value(other)
+        out = Value._result(self.data * other.data, (self, other), "*")
+
+        def _backward() -> None:
+            self.grad += other.data * out.grad
+            other.grad += self.data * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def __pow__(self, other: Any) -> "Value":
+        if isinstance(other, Value):
+            return self._pow_value(other)
+        if not _is_real(other):
+            return NotImplemented
+        k = _num(other)
+        out = Value._result(_fpow(self.data, k), (self,), f"**{other}")
+
+        def _backward() -> None:
+            self.grad += (k * _bpow(self.data, k - 1.0)) * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def _pow_value(self, other: "Value") -> "Value":
+        out = Value._result(_fpow(self.data, other.data), (self, other), "**")
+
+        def _backward() -> None:
+            self.grad += (other.data * _bpow(self.data, other.data - 1.0)) * out.grad
+            other.grad += _blog(self.data, out.data) * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def __rpow__(self, other: Any) -> "Value":  # other ** self
+        if not _is_real(other):
+            return NotImplemented
+        return Value(other)._pow_value(self)
+
+    def relu(self) -> "Value":
+        """ReLU: max(0, x); the gradient at 0 is 0, as upstream."""
+        out = Value._result(0.0 if self.data < 0 else self.data, (self,), "ReLU")
+
+        def _backward() -> None:
+            self.grad += out.grad if out.data > 0 else 0.0
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def tanh(self) -> "Value":
+        """Hyperbolic tangent."""
+        out = Value._result(math.tanh(self.data), (self,), "tanh")
+
+        def _backward() -> None:
+            self.grad += (1.0 - out.data * out.data) * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def exp(self) -> "Value":
+        """e ** x; raises OverflowError past ~709.78, like math.exp."""
+        out = Value._result(_exp(self.data), (self,), "exp")
+
+        def _backward() -> None:
+            self.grad += out.data * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def log(self) -> "Value":
+        """Natural logarithm; raises ValueError for x <= 0, like math.log."""
+        out = Value._result(math.log(self.data), (self,), "log")
+
+        def _backward() -> None:
+            self.grad += (1.0 / self.data) * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def sigmoid(self) -> "Value":
+        """Logistic sigmoid 1 / (1 + e**-x), computed without overflow."""
+        out = Value._result(_sigmoid(self.data), (self,), "sigmoid")
+
+        def _backward() -> None:
+            self.grad += (out.data * (1.0 - out.data)) * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
+    def backward(self) -> None:
+        """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
+        # topological order of all of the children in the graph, children in operand order,
+        # iterative so that depth is unbounded
+        topo = []
+        visited = {self}
+        stack = [(self, 0)]
+        while stack:
+            v, i = stack[-1]
+            if i < len(v._children):
+                stack[-1] = (v, i + 1)
+                child = v._children[i]
+                if child not in visited:
+                    visited.add(child)
+                    stack.append((child, 0))
+            else:
+                stack.pop()
+                topo.append(v)
+
+        # go one variable at a time and apply the chain rule to get its gradient
+        self.grad = 1.0
+        for v in reversed(topo):
+            v._backward()
+
+    def __neg__(self) -> "Value":  # -self
+        return self * -1
+
+    def __radd__(self, other: Any) -> "Value":  # other + self
+        return self + other
+
+    def __sub__(self, other: Any) -> "Value":  # self - other
+        if not isinstance(other, Value) and not _is_real(other):
+            return NotImplemented
+        return self + (-other)
+
+    def __rsub__(self, other: Any) -> "Value":  # other - self
+        if not _is_real(other):
+            return NotImplemented
+        return (-self) + other
+
+    def __rmul__(self, other: Any) -> "Value":  # other * self
+        return self * other
+
+    def __truediv__(self, other: Any) -> "Value":  # self / other
+        if isinstance(other, Value):
+            return self * other ** -1
+        if not _is_real(other):
+            return NotImplemented
+        return self * _fpow(_num(other), -1.0)
+
+    def __rtruediv__(self, other: Any) -> "Value":  # other / self
+        if not _is_real(other):
+            return NotImplemented
+        return self ** -1 * other
+
+    def __repr__(self) -> str:
+        return f"Value(data={self.data!r}, grad={self.grad!r})"
+
+    def __reduce__(self) -> tuple:
+        # a Value pickles as a leaf: its data, grad and label (the graph is not saved)
+        return (_rebuild, (self.data, self.grad, self.label))
+
+
+def _rebuild(data: float, grad: float, label: Any) -> Value:
+    v = Value(data, label=label)
+    v.grad = grad
+    return v
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, (str, bytes))
+
+
+@contextmanager
+def no_grad() -> Iterator[None]:
+    """Within this block, ops compute data but record no graph (results are leaves)."""
+    prev = _grad_enabled[0]
+    _grad_enabled[0] = False
+    try:
+        yield
+    finally:
+        _grad_enabled[0] = prev
+
+
+def is_grad_enabled() -> bool:
+    """True unless inside no_grad()."""
+    return _grad_enabled[0]
+
+
+# ---- fused kernels used by micrograd.nn and micrograd.optim ----------------------------------
+
+_ACTS = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid", "linear": None}
+
+
+def _as_value(x: Any) -> Value:
+    return x if isinstance(x, Value) else Value(x)
+
+
+def _dot(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:
+    """One node: b + w[0]*x[0] + w[1]*x[1] + ..., summed left to right as upstream's Neuron."""
+    acc = b.data
+    for wi, xi in zip(w, x):
+        acc = acc + wi.data * xi.data
+    children = [b]
+    for wi, xi in zip(w, x):
+        children.append(wi)
+        children.append(xi)
+    out = Value._result(acc, tuple(children), "dot")
+
+    def _backward() -> None:
+        g = out.grad
+        b.grad += g
+        for wi, xi in zip(w, x):
+            wi.grad += xi.data * g
+            xi.grad += wi.data * g
+    if out._children:
+        out._backward = _backward
+    return out
+
+
+def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any], act: str) -> list:
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    if len(ws) != len(bs):
+        raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
+    xs = [_as_value(xi) for xi in x]
+    out = []
+    for w, b in zip(ws, bs):
+        if len(w) != len(xs):
+            raise ValueError(f"expected {len(w)} inputs, got {len(xs)}")
+        w = list(w)
+        for wi in w:
+            if not isinstance(wi, Value):
+                raise TypeError(f"weights must be Values, not {type(wi).__name__!r}")
+        if not isinstance(b, Value):
+            raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
+        v = _dot(b, w, xs)
+        if act == "relu":
+            v = v.relu()
+        elif act == "tanh":
+            v = v.tanh()
+        elif act == "sigmoid":
+            v = v.sigmoid()
+        out.append(v)
+    return out
+
+
+def _params_check(params: Sequence[Value]) -> None:
+    for p in params:
+        if not isinstance(p, Value):
+            raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+
+
+def _zero_grad(params: Sequence[Value]) -> None:
+    """Set .grad = 0.0 on every Value of the sequence."""
+    _params_check(params)
+    for p in params:
+        p.grad = 0.0
+
+
+def _sgd_step(params: Sequence[Value], lr: float, momentum: float, weight_decay: float,
+              buf: array, started: bool) -> None:
+    """PyTorch's SGD: g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf."""
+    _params_check(params)
+    for i, p in enumerate(params):
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        if momentum != 0.0:
+            if started:
+                g = momentum * buf[i] + g
+            buf[i] = g
+        p.data = p.data - lr * g
+
+
+def _adam_step(params: Sequence[Value], lr: float, beta1: float, beta2: float, eps: float,
+               weight_decay: float, m: array, v: array, t: int) -> None:
+    """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
+    _params_check(params)
+    bc1 = 1.0 - beta1 ** t
+    bc2 = 1.0 - beta2 ** t
+    step = lr / bc1
+    bc2_sqrt = math.sqrt(bc2)
+    for i, p in enumerate(params):
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * (g * g)
+        denom = math.sqrt(v[i]) / bc2_sqrt + eps
+        p.data = p.data - step * (m[i] / denom)
+
+
+def _live_nodes() -> int:
+    """Not tracked by the pure engine (Python's allocator owns its objects)."""
+    return -1

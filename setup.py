@@ -1,0 +1,40 @@
+"""The extension list: one Cython module, the engine; skipped when MICROGRAD_NO_EXTENSIONS is set."""
+import os
+import sys
+
+from setuptools import Extension, setup
+
+NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
+# MICROGRAD_SANITIZE=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (tests/sanitize.sh)
+SANITIZE = os.environ.get("MICROGRAD_SANITIZE", "") not in ("", "0")
+
+if sys.platform == "win32":
+    cflags = ["/O2", "/fp:precise"]
+    ldflags = []
+else:
+    # -ffp-contract=off: no fused multiply-add, so every platform rounds a*b+c the same way
+    cflags = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing"]
+    ldflags = []
+    if SANITIZE:
+        cflags = ["-O1", "-g", "-ffp-contract=off", "-fno-omit-frame-pointer",
+                  "-fsanitize=address,undefined", "-fno-sanitize-recover=undefined"]
+        ldflags = ["-fsanitize=address,undefined"]
+
+ext_modules = []
+if not NO_EXTENSIONS:
+    from Cython.Build import cythonize
+
+    ext_modules = cythonize(
+        [Extension("micrograd._engine", ["src/_engine.pyx"],
+                   extra_compile_args=cflags, extra_link_args=ldflags)],
+        compiler_directives={
+            "language_level": 3,
+            "boundscheck": False,
+            "wraparound": False,
+            "cdivision": True,
+            "initializedcheck": False,
+            "embedsignature": True,
+        },
+    )
+
+setup(ext_modules=ext_modules)
