@@ -27,6 +27,7 @@ if not NO_EXTENSIONS:
     ext_modules = cythonize(
         [Extension("micrograd._engine", ["src/_engine.pyx"],
                    extra_compile_args=cflags, extra_link_args=ldflags)],
+        include_path=["src"],
         compiler_directives={
             "language_level": 3,
             "boundscheck": False,

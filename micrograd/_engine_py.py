@@ -265,8 +265,10 @@ class Value:
         return self + other
 
     def __sub__(self, other: Any) -> "Value":  # self - other
-        if not isinstance(other, Value) and not _is_real(other):
-            return NotImplemented
+        if not isinstance(other, Value):
+            if not _is_real(other):
+                return NotImplemented
+            other = _num(other)
         return self + (-other)
 
     def __rsub__(self, other: Any) -> "Value":  # other - self
@@ -334,6 +336,10 @@ def _as_value(x: Any) -> Value:
 
 def _dot(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:
     """One node: b + w[0]*x[0] + w[1]*x[1] + ..., summed left to right as upstream's Neuron."""
+    return _layer((w,), (b,), x, "linear")[0]
+
+
+def _dot_node(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:
     acc = b.data
     for wi, xi in zip(w, x):
         acc = acc + wi.data * xi.data
@@ -371,7 +377,7 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any],
                 raise TypeError(f"weights must be Values, not {type(wi).__name__!r}")
         if not isinstance(b, Value):
             raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
-        v = _dot(b, w, xs)
+        v = _dot_node(b, w, xs)
         if act == "relu":
             v = v.relu()
         elif act == "tanh":

@@ -1,0 +1,1153 @@
+"""The compiled engine: Value handles over a node arena, iterative backward, fused nn kernels."""
+# cython: freethreading_compatible = False
+
+cimport cython
+from cpython.object cimport PyObject, PyTypeObject
+from cpython.ref cimport Py_INCREF, Py_DECREF
+from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_Check
+from cpython.long cimport PyLong_Check, PyLong_AsDouble
+from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
+from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc
+from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign, INFINITY, NAN
+from libc.stdint cimport uint8_t, uint32_t
+from libc.string cimport memset
+
+from _arena cimport *
+
+import numbers as _numbers
+from array import array as _array
+
+IMPLEMENTATION = "compiled"
+
+cdef extern from "Python.h":
+    void PyObject_GC_Track(object)
+    void PyObject_GC_UnTrack(object)
+    bint PyObject_GC_IsTracked(object)
+    bint PyIndex_Check(object)
+
+# ---------------------------------------------------------------------------------------------
+# The arena: slabs of nodes, a free list, and iterative release.
+
+cdef enum:
+    SLAB_NODES = 8192          # 512 KiB a slab
+    SIGNAL_EVERY = 1 << 20     # nodes between checks for Ctrl-C in long sweeps
+
+cdef NodeC* _free_list = NULL
+cdef NodeC* _bump = NULL
+cdef NodeC* _bump_end = NULL
+cdef NodeC** _slabs = NULL
+cdef Py_ssize_t _nslabs = 0
+cdef Py_ssize_t _cap_slabs = 0
+cdef Py_ssize_t _live = 0
+cdef Py_ssize_t _limit = -1      # test hook: most nodes the arena may hold (-1: no limit)
+cdef NodeC* _dead = NULL         # nodes whose count reached zero, linked through .handle
+cdef bint _draining = False
+cdef uint32_t _epoch = 0
+cdef bint _grad_enabled = True
+
+
+cdef NodeC* _arena_grow() except NULL:
+    global _bump, _bump_end, _slabs, _cap_slabs, _nslabs
+    cdef NodeC* slab
+    cdef NodeC** slabs
+    if _nslabs == _cap_slabs:
+        slabs = <NodeC**>PyMem_RawRealloc(_slabs, (2 * _cap_slabs + 8) * sizeof(NodeC*))
+        if slabs == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _slabs = slabs
+        _cap_slabs = 2 * _cap_slabs + 8
+    slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
+    if slab == NULL:
+        raise MemoryError("micrograd: the node arena cannot grow")
+    _slabs[_nslabs] = slab
+    _nslabs += 1
+    _bump = slab + 1
+    _bump_end = slab + SLAB_NODES
+    return slab
+
+
+cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
+    """A fresh node with no children, no handle and a count of zero."""
+    global _free_list, _bump, _live
+    cdef NodeC* n
+    if _limit >= 0 and _live >= _limit:
+        raise MemoryError("micrograd: the node arena is full (test limit)")
+    n = _free_list
+    if n != NULL:
+        _free_list = n.a
+    elif _bump < _bump_end:
+        n = _bump
+        _bump += 1
+    else:
+        n = _arena_grow()
+    _live += 1
+    n.data = data
+    n.grad = 0.0
+    n.u.kids = NULL
+    n.a = NULL
+    n.b = NULL
+    n.handle = NULL
+    n.refcnt = 0
+    n.epoch = 0
+    n.n = 0
+    n.op = op
+    n.flags = 0
+    return n
+
+
+cdef inline bint _nary(NodeC* n) noexcept:
+    return n.op >= OP_DOT
+
+
+cdef inline NodeC* node_kid(NodeC* n, uint32_t i) noexcept:
+    if n.op >= OP_DOT:
+        return (<NodeC**>n.u.kids)[i]
+    return n.a if i == 0 else n.b
+
+
+cdef inline void _pin(NodeC* n) noexcept:
+    # a handle with Python state must outlive its node's last parent, not its last user
+    n.flags |= F_PINNED
+    Py_INCREF(<object>n.handle)
+
+
+cdef inline void node_link(NodeC* n) noexcept:
+    """n gains a parent."""
+    n.refcnt += 1
+    if (n.flags & (F_HEAVY | F_PINNED)) == F_HEAVY and n.handle != NULL:
+        _pin(n)
+
+
+cdef void _drain() noexcept:
+    """Free every node on the dead stack and release its children: a loop, never recursion."""
+    global _dead, _draining, _free_list, _live
+    cdef NodeC* n
+    cdef NodeC** kids
+    cdef uint32_t i
+    _draining = True
+    while _dead != NULL:
+        n = _dead
+        _dead = <NodeC*>n.handle
+        if n.op >= OP_DOT:
+            kids = <NodeC**>n.u.kids
+            for i in range(n.n):
+                node_decref(kids[i])
+            PyMem_RawFree(kids)
+        elif n.n >= 1:
+            node_decref(n.a)
+            if n.n == 2:
+                node_decref(n.b)
+        n.op = OP_LEAF
+        n.n = 0
+        n.handle = NULL
+        n.a = _free_list
+        _free_list = n
+        _live -= 1
+    _draining = False
+
+
+cdef void node_decref(NodeC* n) noexcept:
+    global _dead
+    cdef PyObject* h
+    n.refcnt -= 1
+    if n.refcnt == 0:
+        n.handle = <PyObject*>_dead
+        _dead = n
+        if not _draining:
+            _drain()
+    elif n.refcnt == 1 and (n.flags & F_PINNED):
+        # only the handle is left: unpin it; it may die now (and release n in turn)
+        n.flags &= ~F_PINNED
+        h = n.handle
+        Py_DECREF(<object>h)
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers with Python float semantics (errors included).
+
+cdef int _real(object x, double* out) except -1:
+    """1 and *out set if x is a real number, 0 if it is not one; raises only on conversion."""
+    if PyFloat_CheckExact(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if PyLong_Check(x):
+        out[0] = PyLong_AsDouble(x)  # OverflowError for huge ints, as float(x)
+        return 1
+    if PyFloat_Check(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if isinstance(x, (str, bytes)) or not isinstance(x, _numbers.Real):
+        return 0
+    out[0] = float(x)
+    return 1
+
+
+cdef double _num(object x, str what) except? -1.0:
+    cdef double d
+    if _real(x, &d):
+        return d
+    raise TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
+
+
+cdef inline bint _odd_integer(double y) noexcept:
+    return isfinite(y) and fmod(fabs(y), 2.0) == 1.0
+
+
+cdef double _fpow(double iv, double iw) except? -1.0:
+    """iv ** iw exactly as Python's float does it; a complex result is a ValueError."""
+    cdef bint negate = False
+    cdef double ix
+    if iw == 0.0:
+        return 1.0
+    if isnan(iv):
+        return iv
+    if isnan(iw):
+        return 1.0 if iv == 1.0 else iw
+    if isinf(iw):
+        iv = fabs(iv)
+        if iv == 1.0:
+            return 1.0
+        if (iw > 0.0) == (iv > 1.0):
+            return fabs(iw)
+        return 0.0
+    if isinf(iv):
+        if iw > 0.0:
+            return iv if _odd_integer(iw) else fabs(iv)
+        return copysign(0.0, iv) if _odd_integer(iw) else 0.0
+    if iv == 0.0:
+        if iw < 0.0:
+            raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+        return iv if _odd_integer(iw) else 0.0
+    if iv < 0.0:
+        if iw != floor(iw):
+            raise ValueError("negative number cannot be raised to a fractional power")
+        iv = -iv
+        negate = _odd_integer(iw)
+    if iv == 1.0:
+        return -1.0 if negate else 1.0
+    ix = pow(iv, iw)
+    if negate:
+        ix = -ix
+    if isinf(ix):
+        raise OverflowError("(34, 'Numerical result out of range')")
+    return ix
+
+
+cdef inline double _bpow(double x, double y) noexcept:
+    # backward never raises on math: C's pow gives inf / nan where Python would raise
+    return pow(x, y)
+
+
+cdef inline double _blog(double x, double out) noexcept:
+    if x > 0.0:
+        return out * log(x)
+    if x == 0.0:
+        return 0.0
+    return NAN
+
+
+cdef double _exp(double x) except? -1.0:
+    cdef double r = exp(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r
+
+
+cdef double _log(double x) except? -1.0:
+    if x > 0.0 or isnan(x):
+        return log(x)
+    raise ValueError("math domain error")
+
+
+cdef inline double _sigmoid(double x) noexcept:
+    cdef double e
+    if x >= 0.0:
+        return 1.0 / (1.0 + exp(-x))
+    e = exp(x)
+    return e / (1.0 + e)
+
+
+# ---------------------------------------------------------------------------------------------
+# Making nodes and handles.
+
+cdef inline NodeC* _mk1(uint8_t op, double data, NodeC* a) except NULL:
+    cdef NodeC* n
+    if not _grad_enabled:
+        return node_new(OP_LEAF, data)
+    n = node_new(op, data)
+    n.a = a
+    n.n = 1
+    node_link(a)
+    return n
+
+
+cdef inline NodeC* _mk2(uint8_t op, double data, NodeC* a, NodeC* b) except NULL:
+    cdef NodeC* n
+    if not _grad_enabled:
+        return node_new(OP_LEAF, data)
+    n = node_new(op, data)
+    n.a = a
+    n.b = b
+    n.n = 2
+    node_link(a)
+    node_link(b)
+    return n
+
+
+cdef inline NodeC* _mkc(uint8_t op, double data, NodeC* a, double aux) except NULL:
+    cdef NodeC* n = _mk1(op, data, a)
+    n.u.aux = aux
+    return n
+
+
+cdef Value _wrap(NodeC* n):
+    """The node's handle: its live one, or a new one (which counts as one reference)."""
+    cdef Value v
+    if n.handle != NULL:
+        return <Value>n.handle
+    try:
+        v = Value.__new__(Value)
+    except BaseException:
+        if n.refcnt == 0:  # a node nobody holds yet: give it back
+            n.refcnt = 1
+            node_decref(n)
+        raise
+    PyObject_GC_UnTrack(v)  # plain handles cannot be in a cycle; keep them out of the GC
+    v.c = n
+    n.handle = <PyObject*>v
+    n.refcnt += 1
+    return v
+
+
+cdef inline NodeC* _node(Value v) except NULL:
+    if v.c == NULL:
+        raise ValueError("this Value was never initialised (Value.__new__ without __init__)")
+    return v.c
+
+
+cdef inline NodeC* _hold(NodeC* n) noexcept:
+    n.refcnt += 1
+    return n
+
+
+cdef int _materialize(NodeC* n) except -1:
+    """Turn ADDC/MULC into ADD/MUL with a leaf for the constant, so _prev can show it."""
+    cdef NodeC* leaf
+    if n.op == OP_ADDC or n.op == OP_MULC:
+        leaf = node_new(OP_LEAF, n.u.aux)
+        n.u.aux = 0.0
+        n.b = leaf
+        n.n = 2
+        n.op = OP_ADD if n.op == OP_ADDC else OP_MUL
+        node_link(leaf)
+    return 0
+
+
+cdef object _pow_text(NodeC* n):
+    if n.flags & F_INTEXP:
+        return "**" + str(int(n.u.aux))
+    return "**" + repr(n.u.aux)
+
+
+cdef dict _OP_TEXT = {
+    OP_LEAF: "", OP_ADD: "+", OP_MUL: "*", OP_ADDC: "+", OP_MULC: "*", OP_POW: "**",
+    OP_RELU: "ReLU", OP_TANH: "tanh", OP_EXP: "exp", OP_LOG: "log", OP_SIGMOID: "sigmoid",
+    OP_DOT: "dot", OP_CUSTOM: "",
+}
+
+
+cdef void _mark_heavy(Value v) noexcept:
+    cdef NodeC* n = v.c
+    n.flags |= F_HEAVY
+    if not (n.flags & F_PINNED) and n.refcnt > 1:
+        _pin(n)
+
+
+def _noop():
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The local chain rule of one node, and backward.
+
+cdef int _local(NodeC* n) except -1:
+    cdef double g = n.grad
+    cdef double k
+    cdef NodeC* a = n.a
+    cdef NodeC* b
+    cdef NodeC** kids
+    cdef uint32_t i, m
+    cdef uint8_t op = n.op
+    if op == OP_LEAF:
+        return 0
+    elif op == OP_ADD:
+        a.grad += g
+        n.b.grad += g
+    elif op == OP_MUL:
+        b = n.b
+        a.grad += b.data * g
+        b.grad += a.data * g
+    elif op == OP_ADDC:
+        a.grad += g
+    elif op == OP_MULC:
+        a.grad += n.u.aux * g
+    elif op == OP_POWC:
+        k = n.u.aux
+        a.grad += (k * _bpow(a.data, k - 1.0)) * g
+    elif op == OP_POW:
+        b = n.b
+        a.grad += (b.data * _bpow(a.data, b.data - 1.0)) * g
+        b.grad += _blog(a.data, n.data) * g
+    elif op == OP_RELU:
+        a.grad += g if n.data > 0.0 else 0.0
+    elif op == OP_TANH:
+        a.grad += (1.0 - n.data * n.data) * g
+    elif op == OP_EXP:
+        a.grad += n.data * g
+    elif op == OP_LOG:
+        a.grad += (1.0 / a.data) * g
+    elif op == OP_SIGMOID:
+        a.grad += (n.data * (1.0 - n.data)) * g
+    elif op == OP_DOT:
+        kids = <NodeC**>n.u.kids
+        kids[0].grad += g
+        m = (n.n - 1) // 2
+        for i in range(m):
+            a = kids[1 + 2 * i]
+            b = kids[2 + 2 * i]
+            a.grad += b.data * g
+            b.grad += a.data * g
+    elif op == OP_CUSTOM:
+        if n.handle != NULL:
+            fn = (<Value>n.handle)._bw
+            if fn is not None:
+                fn()
+    return 0
+
+
+cdef struct FrameC:
+    NodeC* node
+    uint32_t i
+
+# reused between calls; a nested backward (from a user-defined op) gets its own
+cdef NodeC** _order = NULL
+cdef Py_ssize_t _order_cap = 0
+cdef FrameC* _stack = NULL
+cdef Py_ssize_t _stack_cap = 0
+cdef int _backward_depth = 0
+
+
+cdef void _reset_epochs() noexcept:
+    cdef Py_ssize_t s, i
+    for s in range(_nslabs):
+        for i in range(SLAB_NODES):
+            _slabs[s][i].epoch = 0
+
+
+cdef uint32_t _next_epoch() noexcept:
+    global _epoch
+    _epoch += 1
+    if _epoch == 0:  # wrapped: no node may look visited
+        _reset_epochs()
+        _epoch = 1
+    return _epoch
+
+
+cdef int _grow(void** buf, Py_ssize_t* cap, size_t item) except -1:
+    cdef Py_ssize_t newcap = cap[0] * 2 + 1024
+    cdef void* p = PyMem_RawRealloc(buf[0], newcap * item)
+    if p == NULL:
+        raise MemoryError("micrograd: no memory for backward's work buffers")
+    buf[0] = p
+    cap[0] = newcap
+    return 0
+
+
+cdef int _backward(NodeC* root) except -1:
+    """Iterative DFS for the topological order (children in operand order), then one reverse sweep."""
+    global _order, _order_cap, _stack, _stack_cap, _backward_depth
+    cdef NodeC** order
+    cdef Py_ssize_t order_cap
+    cdef FrameC* stack
+    cdef Py_ssize_t stack_cap
+    cdef Py_ssize_t sp = 0, count = 0, i, tick = 0
+    cdef NodeC* n
+    cdef NodeC* c
+    cdef FrameC* top
+    cdef uint32_t ep = _next_epoch()
+    cdef bint nested = _backward_depth > 0
+    if nested:
+        order = NULL; order_cap = 0; stack = NULL; stack_cap = 0
+    else:
+        order = _order; order_cap = _order_cap; stack = _stack; stack_cap = _stack_cap
+    _backward_depth += 1
+    root.refcnt += 1
+    try:
+        if stack_cap == 0:
+            _grow(<void**>&stack, &stack_cap, sizeof(FrameC))
+        stack[0].node = root
+        stack[0].i = 0
+        sp = 1
+        root.epoch = ep
+        while sp > 0:
+            top = &stack[sp - 1]
+            n = top.node
+            if top.i < n.n:
+                c = node_kid(n, top.i)
+                top.i += 1
+                if c.epoch != ep:
+                    c.epoch = ep
+                    if c.n == 0:  # a leaf: pushed and popped at once
+                        if count == order_cap:
+                            _grow(<void**>&order, &order_cap, sizeof(NodeC*))
+                        order[count] = c
+                        count += 1
+                    else:
+                        if sp == stack_cap:
+                            _grow(<void**>&stack, &stack_cap, sizeof(FrameC))
+                        stack[sp].node = c
+                        stack[sp].i = 0
+                        sp += 1
+            else:
+                sp -= 1
+                if count == order_cap:
+                    _grow(<void**>&order, &order_cap, sizeof(NodeC*))
+                order[count] = n
+                count += 1
+                tick += 1
+                if tick == SIGNAL_EVERY:
+                    tick = 0
+                    if PyErr_CheckSignals() < 0:
+                        return -1
+        root.grad = 1.0
+        tick = 0
+        i = count - 1
+        while i >= 0:
+            _local(order[i])
+            i -= 1
+            tick += 1
+            if tick == SIGNAL_EVERY:
+                tick = 0
+                if PyErr_CheckSignals() < 0:
+                    return -1
+    finally:
+        _backward_depth -= 1
+        if nested:
+            PyMem_RawFree(order)
+            PyMem_RawFree(stack)
+        else:
+            _order = order; _order_cap = order_cap; _stack = stack; _stack_cap = stack_cap
+        node_decref(root)
+    return 0
+
+
+@cython.final
+cdef class _LocalBackward:
+    """The local chain rule of one built-in node, callable as upstream's node._backward()."""
+    cdef Value v
+
+    def __call__(self):
+        _local(_node(self.v))
+
+    def __repr__(self):
+        return f"<local backward of {self.v!r}>"
+
+
+# ---------------------------------------------------------------------------------------------
+# Value
+
+@cython.freelist(64)
+cdef class Value:
+    """ stores a single scalar value and its gradient """
+    cdef NodeC* c         # this handle's node (one reference)
+    cdef object _label    # None, or the user's label
+    cdef object _opstr    # None, or the _op text given to the constructor
+    cdef object _bw       # None, or a user-assigned _backward callable
+    cdef object __weakref__
+
+    __array_ufunc__ = None  # numpy scalars defer to our reflected operators
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        cdef double d = _num(data, "Value data")
+        cdef list kids = []
+        cdef NodeC* n
+        cdef NodeC** arr = NULL
+        cdef Py_ssize_t i
+        for ch in _children:
+            if not isinstance(ch, Value):
+                raise TypeError(f"_children must be Values, not {type(ch).__name__!r}")
+            _node(<Value>ch)
+            kids.append(ch)
+        if not isinstance(_op, str):
+            raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+        if not _grad_enabled:
+            kids = []
+        if kids:
+            arr = <NodeC**>PyMem_RawMalloc(len(kids) * sizeof(NodeC*))
+            if arr == NULL:
+                raise MemoryError()
+            try:
+                n = node_new(OP_CUSTOM, d)
+            except BaseException:
+                PyMem_RawFree(arr)
+                raise
+            n.u.kids = arr
+            n.n = len(kids)
+            for i in range(len(kids)):
+                arr[i] = (<Value>kids[i]).c
+                node_link(arr[i])
+        else:
+            n = node_new(OP_LEAF, d)
+        if self.c != NULL:  # __init__ called again: let go of the old node
+            self._release()
+        PyObject_GC_UnTrack(self)
+        self.c = n
+        n.handle = <PyObject*>self
+        n.refcnt += 1
+        self._label = None
+        self._opstr = None
+        self._bw = None
+        if _op:
+            self._opstr = _op
+            _mark_heavy(self)
+        if not (isinstance(label, str) and len(<str>label) == 0):
+            self._label = label
+            _mark_heavy(self)
+
+    cdef void _release(self) noexcept:
+        cdef NodeC* n = self.c
+        self.c = NULL
+        n.handle = NULL
+        if n.flags & F_PINNED:  # cannot happen for a dying handle; keep the count right anyway
+            n.flags &= ~F_PINNED
+        node_decref(n)
+
+    def __dealloc__(self):
+        if self.c != NULL:
+            self._release()
+
+    # -- attributes ---------------------------------------------------------------------------
+
+    @property
+    def data(self):
+        """The scalar value (a float)."""
+        return _node(self).data
+
+    @data.setter
+    def data(self, value):
+        _node(self).data = _num(value, "data")
+
+    @property
+    def grad(self):
+        """The gradient accumulated by backward() (a float)."""
+        return _node(self).grad
+
+    @grad.setter
+    def grad(self, value):
+        _node(self).grad = _num(value, "grad")
+
+    @property
+    def label(self):
+        """A name for drawings ('' unless set)."""
+        return '' if self._label is None else self._label
+
+    @label.setter
+    def label(self, value):
+        _node(self)
+        self._label = value
+        _mark_heavy(self)
+
+    @property
+    def _op(self):
+        """The op that produced this node ('' on leaves)."""
+        cdef NodeC* n = _node(self)
+        if self._opstr is not None:
+            return self._opstr
+        if n.op == OP_POWC:
+            return _pow_text(n)
+        return _OP_TEXT[n.op]
+
+    @property
+    def _prev(self):
+        """The set of this node's children (the same handles while they live)."""
+        cdef NodeC* n = _node(self)
+        cdef uint32_t i
+        _materialize(n)
+        out = set()
+        for i in range(n.n):
+            out.add(_wrap(node_kid(n, i)))
+        return out
+
+    @property
+    def _backward(self):
+        """This node's local chain rule only: adds its grad's contribution to its children."""
+        cdef NodeC* n = _node(self)
+        cdef _LocalBackward lb
+        if self._bw is not None:
+            return self._bw
+        if n.op == OP_LEAF or n.op == OP_CUSTOM:
+            return _noop
+        lb = _LocalBackward.__new__(_LocalBackward)
+        lb.v = self
+        return lb
+
+    @_backward.setter
+    def _backward(self, fn):
+        cdef NodeC* n = _node(self)
+        cdef NodeC** arr
+        cdef uint32_t i
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
+        if isinstance(fn, _LocalBackward) and (<_LocalBackward>fn).v is self:
+            return  # assigning a node's own rule back: nothing changes
+        if n.op != OP_CUSTOM:
+            # becomes a user-defined op over the same children, with the same _op text
+            if self._opstr is None:
+                self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
+            _materialize(n)
+            if n.op != OP_DOT:
+                arr = <NodeC**>PyMem_RawMalloc((n.n if n.n else 1) * sizeof(NodeC*))
+                if arr == NULL:
+                    raise MemoryError()
+                for i in range(n.n):
+                    arr[i] = node_kid(n, i)
+                n.a = NULL
+                n.b = NULL
+                n.u.kids = arr
+            n.op = OP_CUSTOM
+            n.flags &= ~F_INTEXP
+        self._bw = fn
+        if not PyObject_GC_IsTracked(self):
+            PyObject_GC_Track(self)  # fn may close over this Value: a cycle the GC must see
+        _mark_heavy(self)
+
+    # -- ops ----------------------------------------------------------------------------------
+
+    def __add__(self, other):
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            return _wrap(_mk2(OP_ADD, a.data + b.data, a, b))
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(_mkc(OP_ADDC, a.data + x, a, x))
+
+    def __radd__(self, other):  # other + self
+        cdef NodeC* a = _node(self)
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(_mkc(OP_ADDC, a.data + x, a, x))
+
+    def __mul__(self, other):
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            return _wrap(_mk2(OP_MUL, a.data * b.data, a, b))
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(_mkc(OP_MULC, a.data * x, a, x))
+
+    def __rmul__(self, other):  # other * self
+        cdef NodeC* a = _node(self)
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(_mkc(OP_MULC, a.data * x, a, x))
+
+    def __neg__(self):  # -self
+        cdef NodeC* a = _node(self)
+        return _wrap(_mkc(OP_MULC, a.data * -1.0, a, -1.0))
+
+    def __sub__(self, other):  # self + (-other)
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef NodeC* neg
+        cdef NodeC* n
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            neg = _hold(_mkc(OP_MULC, b.data * -1.0, b, -1.0))
+            try:
+                n = _mk2(OP_ADD, a.data + neg.data, a, neg)
+            finally:
+                node_decref(neg)
+            return _wrap(n)
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(_mkc(OP_ADDC, a.data + -x, a, -x))
+
+    def __rsub__(self, other):  # (-self) + other
+        cdef NodeC* a = _node(self)
+        cdef NodeC* neg
+        cdef NodeC* n
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        neg = _hold(_mkc(OP_MULC, a.data * -1.0, a, -1.0))
+        try:
+            n = _mkc(OP_ADDC, neg.data + x, neg, x)
+        finally:
+            node_decref(neg)
+        return _wrap(n)
+
+    def __truediv__(self, other):  # self * other**-1
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef NodeC* inv
+        cdef NodeC* n
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            x = _fpow(b.data, -1.0)
+            inv = _hold(_mkc(OP_POWC, x, b, -1.0))
+            inv.flags |= F_INTEXP
+            try:
+                n = _mk2(OP_MUL, a.data * inv.data, a, inv)
+            finally:
+                node_decref(inv)
+            return _wrap(n)
+        if not _real(other, &x):
+            return NotImplemented
+        x = _fpow(x, -1.0)
+        return _wrap(_mkc(OP_MULC, a.data * x, a, x))
+
+    def __rtruediv__(self, other):  # self**-1 * other
+        cdef NodeC* a = _node(self)
+        cdef NodeC* inv
+        cdef NodeC* n
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        inv = _hold(_mkc(OP_POWC, _fpow(a.data, -1.0), a, -1.0))
+        inv.flags |= F_INTEXP
+        try:
+            n = _mkc(OP_MULC, inv.data * x, inv, x)
+        finally:
+            node_decref(inv)
+        return _wrap(n)
+
+    def __pow__(self, other, mod=None):
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef NodeC* n
+        cdef double x
+        if mod is not None:
+            return NotImplemented
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            return _wrap(_mk2(OP_POW, _fpow(a.data, b.data), a, b))
+        if not _real(other, &x):
+            return NotImplemented
+        n = _mkc(OP_POWC, _fpow(a.data, x), a, x)
+        if PyIndex_Check(other):
+            n.flags |= F_INTEXP
+        return _wrap(n)
+
+    def __rpow__(self, other, mod=None):  # Value(other) ** self
+        cdef NodeC* a = _node(self)
+        cdef NodeC* base
+        cdef NodeC* n
+        cdef double x
+        if mod is not None or not _real(other, &x):
+            return NotImplemented
+        d = _fpow(x, a.data)
+        base = _hold(node_new(OP_LEAF, x))
+        try:
+            n = _mk2(OP_POW, d, base, a)
+        finally:
+            node_decref(base)
+        return _wrap(n)
+
+    def relu(self):
+        """ReLU: max(0, x); the gradient at 0 is 0, as upstream."""
+        cdef NodeC* a = _node(self)
+        return _wrap(_mk1(OP_RELU, 0.0 if a.data < 0.0 else a.data, a))
+
+    def tanh(self):
+        """Hyperbolic tangent."""
+        cdef NodeC* a = _node(self)
+        return _wrap(_mk1(OP_TANH, tanh(a.data), a))
+
+    def exp(self):
+        """e ** x; raises OverflowError past ~709.78, like math.exp."""
+        cdef NodeC* a = _node(self)
+        return _wrap(_mk1(OP_EXP, _exp(a.data), a))
+
+    def log(self):
+        """Natural logarithm; raises ValueError for x <= 0, like math.log."""
+        cdef NodeC* a = _node(self)
+        return _wrap(_mk1(OP_LOG, _log(a.data), a))
+
+    def sigmoid(self):
+        """Logistic sigmoid 1 / (1 + e**-x), computed without overflow."""
+        cdef NodeC* a = _node(self)
+        return _wrap(_mk1(OP_SIGMOID, _sigmoid(a.data), a))
+
+    def backward(self):
+        """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
+        _backward(_node(self))
+
+    def __repr__(self):
+        cdef NodeC* n = _node(self)
+        return f"Value(data={n.data!r}, grad={n.grad!r})"
+
+    def __reduce__(self):
+        # a Value pickles as a leaf: its data, grad and label (the graph is not saved)
+        cdef NodeC* n = _node(self)
+        return (_rebuild, (n.data, n.grad, self.label))
+
+
+def _rebuild(data, grad, label):
+    v = Value(data, label=label)
+    v.grad = grad
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# no_grad
+
+@cython.final
+cdef class _NoGrad:
+    cdef bint prev
+
+    def __enter__(self):
+        global _grad_enabled
+        self.prev = _grad_enabled
+        _grad_enabled = False
+        return None
+
+    def __exit__(self, *exc):
+        global _grad_enabled
+        _grad_enabled = self.prev
+        return False
+
+
+def no_grad():
+    """Within this block, ops compute data but record no graph (results are leaves)."""
+    return _NoGrad()
+
+
+def is_grad_enabled():
+    """True unless inside no_grad()."""
+    return _grad_enabled
+
+
+# ---------------------------------------------------------------------------------------------
+# Fused kernels used by micrograd.nn and micrograd.optim
+
+cdef dict _ACTS = {"relu": OP_RELU, "tanh": OP_TANH, "sigmoid": OP_SIGMOID, "linear": OP_LEAF}
+
+
+cdef Value _dot_node(NodeC* b, object w, NodeC** xs, Py_ssize_t nin, uint8_t act):
+    """b + sum(w_i * x_i) in one node (left to right, b first), then the activation node."""
+    cdef double acc = b.data
+    cdef NodeC* wi
+    cdef NodeC** arr
+    cdef NodeC* n
+    cdef NodeC* out
+    cdef Py_ssize_t i
+    cdef bint is_list = type(w) is list
+    for i in range(nin):
+        wi = (<Value>(<object>(PyList_GET_ITEM(w, i) if is_list else PyTuple_GET_ITEM(w, i)))).c
+        acc = acc + wi.data * xs[i].data
+    if not _grad_enabled:
+        n = node_new(OP_LEAF, acc)
+    else:
+        arr = <NodeC**>PyMem_RawMalloc((2 * nin + 1) * sizeof(NodeC*))
+        if arr == NULL:
+            raise MemoryError()
+        try:
+            n = node_new(OP_DOT, acc)
+        except BaseException:
+            PyMem_RawFree(arr)
+            raise
+        n.u.kids = arr
+        n.n = <uint32_t>(2 * nin + 1)
+        arr[0] = b
+        node_link(b)
+        for i in range(nin):
+            wi = (<Value>(<object>(PyList_GET_ITEM(w, i) if is_list else PyTuple_GET_ITEM(w, i)))).c
+            arr[1 + 2 * i] = wi
+            arr[2 + 2 * i] = xs[i]
+            node_link(wi)
+            node_link(xs[i])
+    if act == OP_LEAF:
+        return _wrap(n)
+    _hold(n)
+    try:
+        if act == OP_RELU:
+            out = _mk1(OP_RELU, 0.0 if n.data < 0.0 else n.data, n)
+        elif act == OP_TANH:
+            out = _mk1(OP_TANH, tanh(n.data), n)
+        else:
+            out = _mk1(OP_SIGMOID, _sigmoid(n.data), n)
+    finally:
+        node_decref(n)
+    return _wrap(out)
+
+
+cdef object _check_row(object w, Py_ssize_t nin, str what):
+    """w as a list or tuple of nin initialised Values."""
+    cdef Py_ssize_t i
+    if type(w) is not list and type(w) is not tuple:
+        w = list(w)
+    if len(w) != nin:
+        raise ValueError(f"expected {len(w)} inputs, got {nin}")
+    for o in w:
+        if not isinstance(o, Value):
+            raise TypeError(f"{what} must be Values, not {type(o).__name__!r}")
+        _node(<Value>o)
+    return w
+
+
+def _dot(b, w, x):
+    """One node: b + w[0]*x[0] + w[1]*x[1] + ..., summed left to right as upstream's Neuron."""
+    return _layer((w,), (b,), x, "linear")[0]
+
+
+def _layer(ws, bs, x, act):
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
+    cdef uint8_t code
+    cdef Py_ssize_t nin, nout, j, i, made = 0
+    cdef NodeC** xs = NULL
+    cdef list out
+    cdef list rows
+    cdef double d
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    code = _ACTS[act]
+    if len(ws) != len(bs):
+        raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
+    if type(x) is not list and type(x) is not tuple:
+        x = list(x)
+    nin = len(x)
+    nout = len(ws)
+    # check everything before building anything, so an error leaves nothing behind
+    for xi in x:
+        if not isinstance(xi, Value) and not _real(xi, &d):
+            raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+        if isinstance(xi, Value):
+            _node(<Value>xi)
+    rows = []
+    for w in ws:
+        rows.append(_check_row(w, nin, "weights"))
+    for b in bs:
+        if not isinstance(b, Value):
+            raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
+        _node(<Value>b)
+    xs = <NodeC**>PyMem_RawMalloc((nin if nin else 1) * sizeof(NodeC*))
+    if xs == NULL:
+        raise MemoryError()
+    out = []
+    try:
+        for i in range(nin):
+            xi = x[i]
+            if isinstance(xi, Value):
+                xs[i] = _hold((<Value>xi).c)
+            else:
+                xs[i] = _hold(node_new(OP_LEAF, _num(xi, "input")))
+            made += 1
+        j = 0
+        for b in bs:
+            out.append(_dot_node((<Value>b).c, rows[j], xs, nin, code))
+            j += 1
+    finally:
+        for i in range(made):
+            node_decref(xs[i])
+        PyMem_RawFree(xs)
+    return out
+
+
+cdef list _param_nodes(object params):
+    if type(params) is not list and type(params) is not tuple:
+        params = list(params)
+    for p in params:
+        if not isinstance(p, Value):
+            raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+        _node(<Value>p)
+    return list(params) if type(params) is tuple else params
+
+
+def _zero_grad(params):
+    """Set .grad = 0.0 on every Value of the sequence."""
+    cdef list ps = _param_nodes(params)
+    cdef Py_ssize_t i
+    for i in range(len(ps)):
+        (<Value>PyList_GET_ITEM(ps, i)).c.grad = 0.0
+
+
+def _sgd_step(params, double lr, double momentum, double weight_decay, double[::1] buf, bint started):
+    """PyTorch's SGD: g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf."""
+    cdef list ps = _param_nodes(params)
+    cdef Py_ssize_t i, m = len(ps)
+    cdef NodeC* p
+    cdef double g
+    if momentum != 0.0 and buf.shape[0] < m:
+        raise ValueError(f"momentum buffer holds {buf.shape[0]} values for {m} parameters")
+    for i in range(m):
+        p = (<Value>PyList_GET_ITEM(ps, i)).c
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        if momentum != 0.0:
+            if started:
+                g = momentum * buf[i] + g
+            buf[i] = g
+        p.data = p.data - lr * g
+
+
+def _adam_step(params, double lr, double beta1, double beta2, double eps, double weight_decay,
+               double[::1] m, double[::1] v, long t):
+    """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
+    cdef list ps = _param_nodes(params)
+    cdef Py_ssize_t i, k = len(ps)
+    cdef NodeC* p
+    cdef double g, denom
+    cdef double bc1 = 1.0 - _fpow(beta1, <double>t)
+    cdef double bc2 = 1.0 - _fpow(beta2, <double>t)
+    cdef double step = lr / bc1
+    cdef double bc2_sqrt = sqrt(bc2)
+    if m.shape[0] < k or v.shape[0] < k:
+        raise ValueError(f"Adam state holds {min(m.shape[0], v.shape[0])} values for {k} parameters")
+    for i in range(k):
+        p = (<Value>PyList_GET_ITEM(ps, i)).c
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * (g * g)
+        denom = sqrt(v[i]) / bc2_sqrt + eps
+        p.data = p.data - step * (m[i] / denom)
+
+
+# ---------------------------------------------------------------------------------------------
+# Introspection and test hooks
+
+def _live_nodes():
+    """How many nodes the arena holds right now."""
+    return _live
+
+
+def _arena_stats():
+    """live nodes, slabs, bytes reserved by slabs, bytes per node."""
+    return {"live": _live, "slabs": _nslabs, "bytes": _nslabs * SLAB_NODES * sizeof(NodeC),
+            "node_bytes": sizeof(NodeC)}
+
+
+def _set_node_limit(limit):
+    """Test hook: make allocation fail (MemoryError) once `limit` nodes are live; None lifts it."""
+    global _limit
+    _limit = -1 if limit is None else int(limit)
+
+
+def _set_epoch(e):
+    """Test hook: set the backward epoch counter (to exercise its wrap-around)."""
+    global _epoch
+    _epoch = <uint32_t>e
