@@ -1,0 +1,1 @@
+"""The benchmark suite: `python -m benchmarks` times upstream micrograd, the pure and compiled engines, and PyTorch."""

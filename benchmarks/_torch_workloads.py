@@ -1,0 +1,171 @@
+"""The same workloads in PyTorch: scalar tensors for the graphs, batched tensors for training."""
+import gc
+import random
+
+import torch
+
+from _workloads import (_now, deep_build, graph_build, graph_counts, make_moons, metric,
+                        more_ops_graph)
+
+# PyTorch's defaults, as a user has them: float32, its own thread count.
+
+
+def leaf(x):
+    return torch.tensor(x, requires_grad=True)
+
+
+def run_more_ops(P):
+    batch, reps = P["more_ops_batch"], P["more_ops_reps"]
+    for _ in range(batch):
+        more_ops_graph(leaf)
+    samples = []
+    for _ in range(reps):
+        gc.collect()
+        t0 = _now()
+        for _ in range(batch):
+            more_ops_graph(leaf)
+        samples.append((_now() - t0) / batch / 1e9)
+    return {"metrics": [metric("build+backward", "s", samples, note="one scalar tensor per Value")],
+            "check": None, "info": {"calls_per_sample": batch}}
+
+
+def run_graph(P):
+    chains, depth, reps = P["chains"], P["depth"], P["graph_reps"]
+    ops, nodes = graph_counts(chains, depth)
+    rng = random.Random(7)
+
+    def leaves(n):
+        A = [leaf(rng.uniform(-1.0, 1.0)) for _ in range(n)]
+        B = [leaf(rng.uniform(-0.9, 0.9)) for _ in range(n)]
+        return A, B
+
+    A, B = leaves(min(chains, 50))
+    graph_build(A, B, depth).backward()
+    fwd, bwd, free = [], [], []
+    for _ in range(reps):
+        A, B = leaves(chains)
+        gc.collect()
+        t0 = _now()
+        root = graph_build(A, B, depth)
+        t1 = _now()
+        root.backward()
+        t2 = _now()
+        del A, B
+        t3 = _now()
+        del root
+        gc.collect()
+        t4 = _now()
+        fwd.append((t1 - t0) / ops)
+        bwd.append((t2 - t1) / nodes)
+        free.append((t4 - t3) / nodes)
+    note = "one scalar tensor per Value"
+    return {"metrics": [metric("forward", "ns/node", fwd, note=note),
+                        metric("backward", "ns/node", bwd, note=note),
+                        metric("free", "ns/node", free, note=note)],
+            "check": None, "info": {"op_nodes": ops, "nodes": nodes}}
+
+
+def run_deep(P):
+    n, reps = P["deep"], P["deep_reps"]
+    x, w, b = deep_build(leaf, 200)
+    x.backward()
+    del x, w, b
+    fwd, bwd, free = [], [], []
+    for _ in range(reps):
+        gc.collect()
+        t0 = _now()
+        x, w, b = deep_build(leaf, n)
+        t1 = _now()
+        x.backward()
+        t2 = _now()
+        del w, b
+        t3 = _now()
+        del x
+        gc.collect()
+        t4 = _now()
+        fwd.append((t1 - t0) / 1e9)
+        bwd.append((t2 - t1) / 1e9)
+        free.append((t4 - t3) / 1e9)
+    return {"metrics": [metric("forward", "s", fwd), metric("backward", "s", bwd),
+                        metric("free", "s", free)], "check": None, "info": {"op_nodes": n}}
+
+
+def run_moons(P):
+    """The demo's training step, batched, as a PyTorch user writes it."""
+    Xl, yl = make_moons(P["moons_n"])
+    X = torch.tensor(Xl)
+    y = torch.tensor(yl, dtype=torch.float32)
+    torch.manual_seed(1337)
+    sizes = [2] + P["moons_hidden"] + [1]
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=1.0)
+
+    def step(k):
+        scores = model(X).squeeze(1)
+        data_loss = torch.relu(1 - y * scores).mean()
+        reg_loss = 1e-4 * sum((p * p).sum() for p in model.parameters())
+        total_loss = data_loss + reg_loss
+        acc = ((y > 0) == (scores > 0)).float().mean()
+        opt.zero_grad()
+        total_loss.backward()
+        for group in opt.param_groups:
+            group["lr"] = 1.0 - 0.9 * k / 100
+        opt.step()
+        return total_loss.item(), acc.item()
+
+    step(0)
+    samples = []
+    for k in range(1, 1 + P["moons_reps"]):
+        gc.collect()
+        t0 = _now()
+        step(k)
+        samples.append((_now() - t0) / 1e9)
+    return {"metrics": [metric("step", "s", samples, note="batched tensors, torch.optim.SGD")],
+            "check": None, "info": {"samples": len(Xl)}}
+
+
+def run_mlp(P):
+    nin, nouts = P["mlp"]
+    rng = random.Random(42)
+    x = torch.tensor([[rng.uniform(-1.0, 1.0) for _ in range(nin)]])
+    target = torch.tensor([[rng.uniform(-1.0, 1.0) for _ in range(nouts[-1])]])
+    torch.manual_seed(1337)
+    sizes = [nin] + nouts
+    layers = []
+    for i in range(len(sizes) - 1):
+        layers.append(torch.nn.Linear(sizes[i], sizes[i + 1]))
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+
+    def step():
+        loss = ((model(x) - target) ** 2).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    step()
+    samples = []
+    for _ in range(P["mlp_reps"]):
+        gc.collect()
+        t0 = _now()
+        step()
+        samples.append((_now() - t0) / 1e9)
+    return {"metrics": [metric("sample", "s", samples, note="a 1x64 batch, torch.optim.SGD")],
+            "check": None, "info": {}}
+
+
+WORKLOADS = {
+    "more_ops": run_more_ops,
+    "graph200k": run_graph,
+    "deep_chain": run_deep,
+    "moons_step": run_moons,
+    "mlp64_sample": run_mlp,
+}

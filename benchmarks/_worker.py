@@ -1,0 +1,121 @@
+"""Runs one workload on one implementation in this fresh process and prints its timings as JSON.
+
+Started by benchmarks/runner.py as `python benchmarks/_worker.py IMPL WORKLOAD MODE`, with
+PYTHONPATH and the working directory chosen so that `import micrograd` finds the right one:
+this repo (compiled or pure, picked by MICROGRAD_NO_EXTENSIONS) or upstream's private folder.
+"""
+import gc
+import json
+import os
+import subprocess
+import sys
+import traceback
+import types
+import warnings
+
+from _workloads import SIZES, TAKES_VALUE, WORKLOADS, Unavailable, metric
+
+
+def load_micrograd(impl):
+    """Import micrograd and prove it is the implementation the runner asked for."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        import micrograd
+        import micrograd.engine
+    where = os.path.realpath(micrograd.__file__)
+    if impl == "upstream":
+        expect = os.path.realpath(os.environ["MB_UPSTREAM_DIR"])
+        if not where.startswith(expect + os.sep):
+            raise RuntimeError(f"upstream run imported micrograd from {where}, not {expect}")
+        engine = "upstream"
+    else:
+        engine = micrograd.engine.IMPLEMENTATION
+        want = "compiled" if impl == "compiled" else "python"
+        if engine != want:
+            why = "; ".join(str(w.message) for w in caught)
+            raise Unavailable(f"micrograd.engine.IMPLEMENTATION is {engine!r}, not {want!r}"
+                              + (f" ({why})" if why else ""))
+    impl_mod = getattr(micrograd.engine, "_impl", None)
+    live = getattr(impl_mod, "_live_nodes", None)
+    return types.SimpleNamespace(module=micrograd, Value=micrograd.engine.Value, nn=None,
+                                 optim=None, upstream=impl == "upstream", engine=engine,
+                                 file=where, live_nodes=live)
+
+
+def need(mg, *names):
+    """Import micrograd.nn / micrograd.optim on demand: they may not exist yet in this repo."""
+    import importlib
+    for name in names:
+        try:
+            setattr(mg, name, importlib.import_module(f"micrograd.{name}"))
+        except ImportError as exc:
+            raise Unavailable(f"micrograd.{name} is not available ({exc})") from None
+
+
+def run_import(impl, P):
+    """`import micrograd` (with its engine, as users import it) in fresh interpreters."""
+    if impl == "torch":
+        stmts = [("time", "import torch")]
+    else:
+        stmts = [("time", "import micrograd, micrograd.engine"),
+                 ("time with nn", "import micrograd, micrograd.engine, micrograd.nn")]
+    metrics = []
+    for name, stmt in stmts:
+        code = ("import time; t0 = time.perf_counter(); " + stmt + "; "
+                "t1 = time.perf_counter(); print(t1 - t0)")
+        samples, error = [], None
+        for i in range(P["import_reps"] + 1):  # the first one compiles .pyc files: warm-up
+            r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                               env=os.environ, cwd=os.getcwd())
+            if r.returncode != 0:
+                error = (r.stderr.strip().splitlines() or ["failed"])[-1]
+                break
+            if i:
+                samples.append(float(r.stdout.strip().splitlines()[-1]))
+        metrics.append(metric(name, "s", [] if error else samples, error=error,
+                              note=f"`{stmt}`, a fresh interpreter each time"))
+    return {"metrics": metrics, "check": None, "info": {}}
+
+
+def main(argv):
+    impl, workload, mode = argv
+    P = SIZES[mode]
+    out = {"impl": impl, "workload": workload, "mode": mode, "status": "ok",
+           "gc": {"enabled": gc.isenabled(), "threshold": list(gc.get_threshold())}}
+    try:
+        if workload == "import":
+            if impl != "torch":
+                out["engine"] = load_micrograd(impl).engine
+            res = run_import(impl, P)
+        elif impl == "torch":
+            import torch
+            import _torch_workloads
+            out["engine"] = "torch " + torch.__version__
+            out["torch_threads"] = torch.get_num_threads()
+            if workload not in _torch_workloads.WORKLOADS:
+                raise Unavailable("not measured for PyTorch")
+            res = _torch_workloads.WORKLOADS[workload](P)
+        else:
+            mg = load_micrograd(impl)
+            out["engine"] = mg.engine
+            out["micrograd_file"] = mg.file
+            if workload in TAKES_VALUE:
+                res = WORKLOADS[workload](mg.Value, P)
+            else:
+                if workload in ("moons_step", "mlp64_sample"):
+                    need(mg, "nn")
+                if workload == "mlp64_sample" and not mg.upstream:
+                    need(mg, "optim")
+                res = WORKLOADS[workload](mg, P)
+        out.update(res)
+    except Unavailable as exc:
+        out.update(status="unavailable", reason=str(exc), metrics=[])
+    except Exception as exc:  # reported in the table; the run goes on
+        out.update(status="error", reason=f"{type(exc).__name__}: {exc}", metrics=[],
+                   traceback=traceback.format_exc())
+    sys.stdout.write("\n" + json.dumps(out) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
