@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, List, Tuple
 
 if TYPE_CHECKING:  # graphviz is optional: the [viz] extra
-    import graphviz
+    import graphviz  # type: ignore[import-untyped, unused-ignore]
 
 __all__ = ["draw_dot", "trace"]
 
