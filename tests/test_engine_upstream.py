@@ -1,6 +1,7 @@
 """micrograd 0.1.0's behaviour on both engines: upstream's tests, the lecture, the seeds, the API details."""
 from __future__ import annotations
 
+import fractions
 import gc
 import math
 
@@ -561,3 +562,25 @@ def test_user_defined_op_on_intermediates_and_shared(engine):
     # m = h * h^2 * h = h^4; dm/dh = 4 h^3
     assert close(h.grad, 4 * t**3, 1e-14)
     assert close(x.grad, 4 * t**3 * (1 - t * t), 1e-14)
+
+
+@pytest.mark.parametrize("k", [2, 2.0, -1, 0.5, 1e20, 10**20, True, False, np.int64(2),
+                               np.float64(2.0), np.float32(0.1), fractions.Fraction(1, 2)],
+                         ids=repr)
+def test_pow_op_string_is_upstreams_format(engine, k):
+    # upstream writes f'**{other}': the exponent as the user gave it, whatever its type
+    out = engine.Value(1.0) ** k
+    assert out._op == f"**{k}"
+
+
+def test_constant_leaves_get_their_grad(engine):
+    # upstream wraps a number operand in a Value, which backward() fills like any child;
+    # draw_dot shows that grad on the constant's node
+    a = engine.Value(3.0)
+    y = a * 2.0
+    z = y + 5.0
+    z.backward()
+    (two,) = [p for p in y._prev if p is not a]
+    (five,) = [p for p in z._prev if p is not y]
+    assert (two.data, two.grad) == (2.0, 3.0)
+    assert (five.data, five.grad) == (5.0, 1.0)
