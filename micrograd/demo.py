@@ -12,7 +12,7 @@ from micrograd.datasets import make_moons
 from micrograd.engine import IMPLEMENTATION, Value, no_grad
 from micrograd.nn import ACTIVATIONS, MLP
 
-__all__ = ["TrainResult", "demo_loss", "train", "accuracy", "render_text", "save_plot", "main"]
+__all__ = ["ProgressBar", "TrainResult", "demo_loss", "train", "accuracy", "render_text", "save_plot", "main"]
 
 #: upstream demo's L2 strength
 ALPHA = 1e-4

@@ -5,7 +5,7 @@ import numbers
 import operator
 import random
 from itertools import chain
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import Any, Iterator, List, Optional, Sequence
 
 from micrograd.engine import Value, _impl
 
@@ -90,7 +90,7 @@ class Module:
         """zero_grad() -> None: set .grad = 0.0 on every parameter (one engine call)."""
         _impl._zero_grad(self.parameters())
 
-    def parameters(self) -> list:
+    def parameters(self) -> List[Value]:
         """parameters() -> list[Value]: the trainable Values, in a fixed order."""
         return []
 
@@ -241,7 +241,7 @@ class Neuron(Module):
             out = _drop(out, self.dropout)
         return out
 
-    def parameters(self) -> list:
+    def parameters(self) -> List[Value]:
         """parameters() -> list[Value]: w[0], ..., w[nin-1], b."""
         return self.w + [self.b]
 
@@ -299,7 +299,7 @@ class Layer(Module):
             object.__setattr__(self, "_cache_plan", plan)
         return plan
 
-    def __call__(self, x: Any) -> Union[Any, list]:
+    def __call__(self, x: Any) -> Any:
         """layer(x) -> list[Value] | Value: x is a sequence of nin Values or numbers."""
         plan = self._plan()
         x = _as_inputs(x)
@@ -313,7 +313,7 @@ class Layer(Module):
                 out[j] = _drop(out[j], p)
         return out[0] if len(out) == 1 else out
 
-    def parameters(self) -> list:
+    def parameters(self) -> List[Value]:
         """parameters() -> list[Value]: each neuron's parameters in turn (w..., b)."""
         return list(chain.from_iterable(n.parameters() for n in self.neurons))
 
@@ -361,13 +361,13 @@ class MLP(Module):
                              dropout=dropout if i != last else 0.0)
                        for i in range(len(nouts))]
 
-    def __call__(self, x: Any) -> Union[Any, list]:
+    def __call__(self, x: Any) -> Any:
         """mlp(x) -> Value | list[Value]: the last layer's output (a bare Value if it has one)."""
         for layer in self.layers:
             x = layer(x)
         return x
 
-    def parameters(self) -> list:
+    def parameters(self) -> List[Value]:
         """parameters() -> list[Value]: each layer's parameters in turn."""
         return list(chain.from_iterable(layer.parameters() for layer in self.layers))
 
