@@ -4,7 +4,7 @@ import random
 
 import torch
 
-from _workloads import (_now, deep_build, graph_build, graph_counts, make_moons, metric,
+from _workloads import (_now, repetitions, deep_build, graph_build, graph_counts, make_moons, metric,
                         more_ops_graph)
 
 # PyTorch's defaults, as a user has them: float32, its own thread count.
@@ -15,11 +15,11 @@ def leaf(x):
 
 
 def run_more_ops(P):
-    batch, reps = P["more_ops_batch"], P["more_ops_reps"]
+    batch = P["more_ops_batch"]
     for _ in range(batch):
         more_ops_graph(leaf)
     samples = []
-    for _ in range(reps):
+    for _ in repetitions(P, "more_ops_reps"):
         gc.collect()
         t0 = _now()
         for _ in range(batch):
@@ -30,7 +30,7 @@ def run_more_ops(P):
 
 
 def run_graph(P):
-    chains, depth, reps = P["chains"], P["depth"], P["graph_reps"]
+    chains, depth = P["chains"], P["depth"]
     ops, nodes = graph_counts(chains, depth)
     rng = random.Random(7)
 
@@ -42,7 +42,7 @@ def run_graph(P):
     A, B = leaves(min(chains, 50))
     graph_build(A, B, depth).backward()
     fwd, bwd, free = [], [], []
-    for _ in range(reps):
+    for _ in repetitions(P, "graph_reps"):
         A, B = leaves(chains)
         gc.collect()
         t0 = _now()
@@ -66,12 +66,12 @@ def run_graph(P):
 
 
 def run_deep(P):
-    n, reps = P["deep"], P["deep_reps"]
+    n = P["deep"]
     x, w, b = deep_build(leaf, 200)
     x.backward()
     del x, w, b
     fwd, bwd, free = [], [], []
-    for _ in range(reps):
+    for _ in repetitions(P, "deep_reps"):
         gc.collect()
         t0 = _now()
         x, w, b = deep_build(leaf, n)
@@ -120,7 +120,7 @@ def run_moons(P):
 
     step(0)
     samples = []
-    for k in range(1, 1 + P["moons_reps"]):
+    for k in (1 + i for i in repetitions(P, "moons_reps")):
         gc.collect()
         t0 = _now()
         step(k)
@@ -153,7 +153,7 @@ def run_mlp(P):
 
     step()
     samples = []
-    for _ in range(P["mlp_reps"]):
+    for _ in repetitions(P, "mlp_reps"):
         gc.collect()
         t0 = _now()
         step()

@@ -36,10 +36,10 @@ def load_micrograd(impl):
             raise Unavailable(f"micrograd.engine.IMPLEMENTATION is {engine!r}, not {want!r}"
                               + (f" ({why})" if why else ""))
     impl_mod = getattr(micrograd.engine, "_impl", None)
-    live = getattr(impl_mod, "_live_nodes", None)
     return types.SimpleNamespace(module=micrograd, Value=micrograd.engine.Value, nn=None,
                                  optim=None, upstream=impl == "upstream", engine=engine,
-                                 file=where, live_nodes=live)
+                                 file=where, live_nodes=getattr(impl_mod, "_live_nodes", None),
+                                 arena_stats=getattr(impl_mod, "_arena_stats", None))
 
 
 def need(mg, *names):

@@ -8,18 +8,33 @@ _now = time.perf_counter_ns
 
 # Sizes and repetitions per mode. "smoke" only proves the code runs (tests/test_benchmarks.py).
 SIZES = {
-    "smoke": dict(more_ops_batch=5, more_ops_reps=2, chains=20, depth=10, graph_reps=2,
-                  deep=2000, deep_reps=1, moons_n=10, moons_hidden=[4, 4], moons_reps=2,
-                  mlp=(8, [8, 8, 4]), mlp_reps=2, mem_chains=20, mem_depth=100, import_reps=1),
-    "quick": dict(more_ops_batch=200, more_ops_reps=7, chains=2000, depth=100, graph_reps=3,
-                  deep=10**6, deep_reps=1, moons_n=100, moons_hidden=[16, 16], moons_reps=5,
-                  mlp=(64, [64, 64, 10]), mlp_reps=5, mem_chains=2000, mem_depth=100,
-                  import_reps=5),
-    "full": dict(more_ops_batch=500, more_ops_reps=15, chains=2000, depth=100, graph_reps=7,
-                 deep=10**6, deep_reps=3, moons_n=100, moons_hidden=[16, 16], moons_reps=15,
-                 mlp=(64, [64, 64, 10]), mlp_reps=15, mem_chains=10000, mem_depth=100,
-                 import_reps=15),
+    "smoke": dict(budget=0.0, more_ops_batch=5, more_ops_reps=(2, 2), chains=20, depth=10,
+                  graph_reps=(2, 2), deep=2000, deep_reps=(1, 1), moons_n=10, moons_hidden=[4, 4],
+                  moons_reps=(2, 2), mlp=(8, [8, 8, 4]), mlp_reps=(2, 2), mem_chains=20,
+                  mem_trace_chains=20, mem_depth=100, import_reps=1),
+    "quick": dict(budget=2.0, more_ops_batch=200, more_ops_reps=(5, 30), chains=2000, depth=100,
+                  graph_reps=(2, 5), deep=10**6, deep_reps=(1, 3), moons_n=100,
+                  moons_hidden=[16, 16], moons_reps=(3, 30), mlp=(64, [64, 64, 10]),
+                  mlp_reps=(3, 50), mem_chains=2000, mem_trace_chains=500, mem_depth=100,
+                  import_reps=3),
+    "full": dict(budget=15.0, more_ops_batch=500, more_ops_reps=(15, 100), chains=2000, depth=100,
+                 graph_reps=(5, 15), deep=10**6, deep_reps=(3, 7), moons_n=100,
+                 moons_hidden=[16, 16], moons_reps=(10, 100), mlp=(64, [64, 64, 10]),
+                 mlp_reps=(10, 200), mem_chains=10000, mem_trace_chains=2000, mem_depth=100,
+                 import_reps=10),
 }
+# (min, max) repetitions: more than min only while the job has spent less than `budget`
+# seconds, so fast implementations get many samples and slow ones at least min.
+
+
+def repetitions(P, key):
+    """Yields 0, 1, ... while more repetitions are wanted (see SIZES)."""
+    lo, hi = P[key]
+    t0 = time.perf_counter()
+    i = 0
+    while i < hi and (i < lo or time.perf_counter() - t0 < P["budget"]):
+        yield i
+        i += 1
 
 
 class Unavailable(Exception):
@@ -57,11 +72,11 @@ def more_ops_graph(Value):
 
 
 def run_more_ops(Value, P):
-    batch, reps = P["more_ops_batch"], P["more_ops_reps"]
+    batch = P["more_ops_batch"]
     for _ in range(batch):  # warm-up
         more_ops_graph(Value)
     samples = []
-    for _ in range(reps):
+    for _ in repetitions(P, "more_ops_reps"):
         gc.collect()
         t0 = _now()
         for _ in range(batch):
@@ -109,13 +124,13 @@ def graph_counts(chains, depth):
 
 
 def run_graph(Value, P):
-    chains, depth, reps = P["chains"], P["depth"], P["graph_reps"]
+    chains, depth = P["chains"], P["depth"]
     ops, nodes = graph_counts(chains, depth)
     A, B = graph_leaves(Value, min(chains, 50))  # warm-up on a small graph
     graph_build(A, B, depth).backward()
     del A, B
     fwd, bwd, free, check = [], [], [], None
-    for _ in range(reps):
+    for _ in repetitions(P, "graph_reps"):
         A, B = graph_leaves(Value, chains)
         gc.collect()
         t0 = _now()
@@ -153,12 +168,12 @@ def deep_build(Value, n):
 
 
 def run_deep(Value, P):
-    n, reps = P["deep"], P["deep_reps"]
+    n = P["deep"]
     x, w, b = deep_build(Value, 200)  # warm-up, shallow enough for upstream's recursion
     x.backward()
     del x, w, b
     fwd, bwd, free, check, error = [], [], [], None, None
-    for _ in range(reps):
+    for _ in repetitions(P, "deep_reps"):
         gc.collect()
         t0 = _now()
         x, w, b = deep_build(Value, n)
@@ -244,7 +259,7 @@ def run_moons(mg, P):
 
     losses = [step(0)]  # warm-up: step 0 of the demo
     samples = []
-    for k in range(1, 1 + P["moons_reps"]):
+    for k in (1 + i for i in repetitions(P, "moons_reps")):
         gc.collect()
         t0 = _now()
         losses.append(step(k))
@@ -289,7 +304,7 @@ def run_mlp(mg, P):
 
     losses = [step()]  # warm-up
     samples = []
-    for _ in range(P["mlp_reps"]):
+    for _ in repetitions(P, "mlp_reps"):
         gc.collect()
         t0 = _now()
         losses.append(step())
@@ -304,8 +319,8 @@ def run_mlp(mg, P):
 def rss_bytes():
     """Resident set size now, or None where it cannot be read cheaply."""
     try:
+        import os
         with open("/proc/self/statm") as f:
-            import os
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, AttributeError):
         pass
@@ -317,13 +332,17 @@ def rss_bytes():
 
 
 def run_memory(mg, P):
-    """Bytes per node of a graph kept alive only by its root, and what is left once it is dropped."""
+    """Bytes per node of graphs kept alive only by their roots, and what is left once dropped.
+
+    Per node is marginal: a first graph of the same size is built and kept, so one-time costs
+    (allocator pools, the build's short-lived temporaries, a first slab) are paid before the
+    measured graph is built. Nodes counted: op nodes + leaves.
+    """
     import tracemalloc
     Value = mg.Value
-    chains, depth = P["mem_chains"], P["mem_depth"]
-    ops, nodes = graph_counts(chains, depth)
+    depth = P["mem_depth"]
 
-    def build():
+    def build(chains):
         A, B = graph_leaves(Value, chains)
         return graph_build(A, B, depth)  # the leaf lists die here: only the root holds the graph
 
@@ -333,41 +352,62 @@ def run_memory(mg, P):
     del A, B
     gc.collect()
     metrics = []
-    live0 = live() if live else None
 
-    # 1. resident memory (sees C allocations too); no tracemalloc running, it costs memory itself
-    rss0 = rss_bytes()
-    root = build()
-    gc.collect()
-    rss1 = rss_bytes()
-    del root
-    gc.collect()
-    rss2 = rss_bytes()
-    live_after = live() if live else None
-    if rss0 is not None:
-        metrics.append(metric("retained (RSS)", "B/node", [(rss1 - rss0) / nodes],
-                              note="resident-set growth / nodes"))
-        metrics.append(metric("after drop (RSS)", "B", [rss2 - rss0],
-                              note="RSS still held after del + gc.collect() (may be cached for reuse)"))
-
-    # 2. Python's allocators only (tracemalloc): exact for Python objects, blind to C malloc
+    # 1. Python's allocators, raw domain included (tracemalloc): exact, but slow for upstream,
+    #    so on a smaller graph; first, so that its nodes are free for reuse in part 2.
+    chains = P["mem_trace_chains"]
+    nodes = graph_counts(chains, depth)[1]
     tracemalloc.start()
     t0 = tracemalloc.get_traced_memory()[0]
-    root = build()
+    keep = build(chains)
     gc.collect()
     t1 = tracemalloc.get_traced_memory()[0]
-    del root
+    root = build(chains)
     gc.collect()
     t2 = tracemalloc.get_traced_memory()[0]
+    del keep, root
+    gc.collect()
+    t3 = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
-    # no ratios: the compiled engine's arena is C memory that tracemalloc does not see
-    metrics.append(metric("retained (tracemalloc)", "B/node", [(t1 - t0) / nodes],
-                          note="Python allocators only", ratios=False))
-    metrics.append(metric("after drop (tracemalloc)", "B", [t2 - t0]))
-    info = {"nodes": nodes, "op_nodes": ops}
-    if live is not None and live0 is not None and live0 >= 0:
-        info["live_nodes_before"] = live0
-        info["live_nodes_after_drop"] = live_after
+    # no ratios: exact for Python objects, but C arenas count in whole blocks at this size
+    metrics.append(metric("retained (tracemalloc)", "B/node", [(t2 - t1) / nodes],
+                          note=f"Python allocators (raw domain too), {nodes} nodes", ratios=False))
+    metrics.append(metric("after drop (tracemalloc)", "B", [t3 - t0],
+                          note="traced bytes still held after del + gc.collect()"))
+
+    # 2. resident memory: sees every allocation, at page granularity (no tracemalloc running)
+    chains = P["mem_chains"]
+    nodes = graph_counts(chains, depth)[1]
+    gc.collect()
+    rss0 = rss_bytes()
+    info = {"nodes": nodes, "depth": depth, "trace_nodes": graph_counts(P["mem_trace_chains"], depth)[1]}
+    if rss0 is not None:
+        keep = build(chains)
+        gc.collect()
+        rss1 = rss_bytes()
+        root = build(chains)
+        gc.collect()
+        rss2 = rss_bytes()
+        del keep, root
+        gc.collect()
+        rss3 = rss_bytes()
+        if live is not None:
+            info["live_nodes_after_drop"] = live()
+        root = build(chains)
+        gc.collect()
+        rss4 = rss_bytes()
+        del root
+        gc.collect()
+        metrics.insert(0, metric("retained (RSS)", "B/node", [(rss2 - rss1) / nodes],
+                                 note=f"resident-set growth / nodes, {nodes} nodes"))
+        metrics.insert(1, metric("after drop (RSS)", "B", [rss3 - rss0],
+                                 note="RSS still held after del + gc.collect() (kept for reuse)"))
+        metrics.insert(2, metric("rebuild after drop (RSS)", "B/node", [(rss4 - rss3) / nodes],
+                                 note="growth when the same graph is built again: memory reused?",
+                                 ratios=False))
+    stats = getattr(mg, "arena_stats", None)
+    if stats is not None:
+        info["arena"] = stats()
     return {"metrics": metrics, "check": None, "info": info}
 
 

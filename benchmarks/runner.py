@@ -31,8 +31,9 @@ DESCRIPTIONS = {
     "import": "`import micrograd` in a fresh interpreter",
 }
 SMOKE_DESCRIPTIONS = {"graph200k": "smoke size", "deep_chain": "smoke size", "memory": "smoke size"}
-# Workloads PyTorch does not run, with why.
-TORCH_SKIPS = {"memory": "not measured for PyTorch"}
+# Workloads PyTorch does not run, per mode: memory is not measured; one scalar tensor per node
+# makes its 10^6-deep chain take about a minute, too long for --quick.
+TORCH_SKIPS = {"smoke": {"memory"}, "quick": {"memory", "deep_chain"}, "full": {"memory"}}
 # Per-job time limit, seconds: a hung worker must not hang the suite.
 JOB_TIMEOUT = 1200
 
@@ -43,14 +44,21 @@ def compiled_built():
     return any((ROOT / "micrograd").glob("_engine*.so")) or any((ROOT / "micrograd").glob("_engine*.pyd"))
 
 
+def _shown(path):
+    try:
+        return path.relative_to(ROOT)
+    except ValueError:
+        return path
+
+
 def ensure_upstream(allow_install, log):
     """Upstream micrograd 0.1.0 in a private folder: (ok, message). Installs once, then cached."""
     if (UPSTREAM_DIR / "micrograd" / "engine.py").is_file():
-        return True, f"upstream micrograd {UPSTREAM_VERSION} from {UPSTREAM_DIR.relative_to(ROOT)}/"
+        return True, f"upstream micrograd {UPSTREAM_VERSION} from {_shown(UPSTREAM_DIR)}/"
     if not allow_install:
         return False, ("upstream micrograd is not installed and this run does not install it "
-                       f"(a normal run installs it into {UPSTREAM_DIR.relative_to(ROOT)}/)")
-    log(f"installing upstream micrograd=={UPSTREAM_VERSION} into {UPSTREAM_DIR.relative_to(ROOT)}/ "
+                       f"(a normal run installs it into {_shown(UPSTREAM_DIR)}/)")
+    log(f"installing upstream micrograd=={UPSTREAM_VERSION} into {_shown(UPSTREAM_DIR)}/ "
         "(first use; cached afterwards) ...")
     tmp = UPSTREAM_DIR.with_name(UPSTREAM_DIR.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -69,7 +77,7 @@ def ensure_upstream(allow_install, log):
                        f"pip?), so it has no column and no ratio. pip said: {tail}")
     shutil.rmtree(UPSTREAM_DIR, ignore_errors=True)
     tmp.rename(UPSTREAM_DIR)  # only a complete install is ever cached
-    return True, f"upstream micrograd {UPSTREAM_VERSION} installed into {UPSTREAM_DIR.relative_to(ROOT)}/"
+    return True, f"upstream micrograd {UPSTREAM_VERSION} installed into {_shown(UPSTREAM_DIR)}/"
 
 
 def job_env(impl):
@@ -344,6 +352,13 @@ def _version(dist):
         return None
 
 
+def _loadavg():
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (OSError, AttributeError):
+        return None
+
+
 def machine_info():
     cpu = platform.processor() or platform.machine()
     try:
@@ -497,13 +512,14 @@ def main(argv=None):
     impls = [i for i in IMPLS if i in impls]
     workloads = [w for w in WORKLOADS if not args.only or w in args.only]
     jobs = [(wl, impl) for wl in workloads for impl in impls
-            if not (impl == "torch" and wl in TORCH_SKIPS)]
+            if not (impl == "torch" and wl in TORCH_SKIPS[args.mode])]
     machine = machine_info()
     log(f"benchmarks ({args.mode}): {len(jobs)} jobs, implementations: {', '.join(impls) or 'none'}")
     for impl, why in missing.items():
         log(f"  {impl}: {why}")
 
     results = []
+    load_before = _loadavg()
     t_start = time.perf_counter()
     for i, (wl, impl) in enumerate(jobs, 1):
         print(f"[{i:2d}/{len(jobs)}] {wl:<13} {impl:<9}", end="", file=sys.stderr, flush=True)
@@ -515,6 +531,8 @@ def main(argv=None):
         res["wall_seconds"] = dt
         results.append(res)
     total = time.perf_counter() - t_start
+    load_after = _loadavg()
+    machine["loadavg_before_after"] = [load_before, load_after]
     log(f"done in {total:.0f} s")
 
     rows = build_rows(results, impls)
@@ -548,6 +566,10 @@ def main(argv=None):
         out.append("targets:" + (" (smoke sizes: not meaningful)" if args.mode == "smoke" else ""))
         out.append(targets_text(targets, False))
     notes = [f"{impl}: {why}" for impl, why in missing.items()]
+    busy = max(x for x in (load_before, load_after, 0.0) if x is not None)
+    if busy > 0.5 * (machine["cpus"] or 1):
+        notes.append(f"the machine was busy (1-min load average {load_before} before, {load_after} "
+                     "after): other work competed for the CPUs, so timings are noisy")
     notes += [f"{r['impl']} {r['workload']}: {r['status']}: {r.get('reason')}"
               for r in results if r.get("status") != "ok"]
     notes += mismatches

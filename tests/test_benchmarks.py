@@ -1,0 +1,109 @@
+"""The benchmark suite runs end to end at smoke sizes, so it cannot rot; no timing is asserted."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import runner  # noqa: E402
+
+NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
+# the compiled engine too, unless this is the pure-engine run; a missing build then fails here
+IMPLS = ["pure"] if NO_EXTENSIONS else ["compiled", "pure"]
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke.json"
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--markdown", "--impl", ",".join(IMPLS),
+         "--json", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r, json.loads(out.read_text())
+
+
+def test_every_workload_ran_on_every_implementation(smoke):
+    _, doc = smoke
+    ran = {(res["workload"], res["impl"]): res for res in doc["results"]}
+    for wl in runner.WORKLOADS:
+        for impl in IMPLS:
+            res = ran[(wl, impl)]
+            assert res["status"] == "ok", (wl, impl, res.get("reason"), res.get("traceback"))
+            assert res["metrics"], (wl, impl)
+            for m in res["metrics"]:
+                assert m["error"] is None, (wl, impl, m)
+                assert m["samples"] and all(isinstance(x, (int, float)) for x in m["samples"])
+
+
+def test_engines_and_numbers_agree(smoke):
+    _, doc = smoke
+    engines = {res["impl"]: res.get("engine") for res in doc["results"] if res["workload"] == "more_ops"}
+    assert engines["pure"] == "python"
+    if "compiled" in IMPLS:
+        assert engines["compiled"] == "compiled"
+    assert doc["mismatches"] == []
+    more_ops = next(r for r in doc["results"] if r["workload"] == "more_ops" and r["impl"] == "pure")
+    # upstream's test_more_ops values (PyTorch's): g, a.grad, b.grad
+    assert more_ops["check"] == pytest.approx([24.70408163265306, 138.83381924198252,
+                                               645.5772594752186], rel=1e-12)
+
+
+def test_json_records_machine_method_and_targets(smoke):
+    _, doc = smoke
+    assert doc["mode"] == "smoke"
+    assert doc["machine"]["python"] and doc["machine"]["versions"]["upstream micrograd"] == "0.1.0"
+    assert "cyclic GC" in doc["method"]
+    assert {t["status"] for t in doc["targets"]} <= {"met", "NOT met", "n/a"}
+    assert len(doc["targets"]) >= 9
+
+
+def test_markdown_table_printed(smoke):
+    r, _ = smoke
+    assert "| benchmark | implementation | median |" in r.stdout
+    assert "| graph200k forward (/node) | pure |" in r.stdout
+    assert "[" in r.stderr  # progress went to stderr
+
+
+def test_formatting_and_ratios():
+    assert runner.fmt_value(1.5e-6, "s") == "1.5 µs"
+    assert runner.fmt_value(0.25, "s") == "250 ms"
+    assert runner.fmt_value(42.0, "ns/node") == "42 ns"
+    assert runner.fmt_value(3 * 2**20, "B") == "3 MiB"
+    assert runner.ratio(100.0, 2.0, "s") == 50.0
+    assert runner.ratio(100.0, 2.0, "B") is None  # totals get no ratio
+    assert runner.ratio(None, 2.0, "s") is None
+    assert runner.fmt_ratio(312.4) == "312×"
+
+
+def test_targets_from_rows():
+    def row(wl, metric, impl, median, unit="s"):
+        return {"workload": wl, "metric": metric, "impl": impl, "unit": unit, "error": None,
+                "stats": {"median": median, "min": median, "max": median, "n": 1}}
+    rows = [row("more_ops", "build+backward", "upstream", 100e-6),
+            row("more_ops", "build+backward", "compiled", 2e-6),
+            row("graph200k", "forward", "compiled", 90.0, "ns/node")]
+    got = {t["target"]: t["status"] for t in runner.evaluate_targets(rows)}
+    assert got["test_more_ops graph ≥ 25× upstream"] == "met"
+    assert got["forward ≤ 80 ns per op node (graph200k, compiled)"] == "NOT met"
+    assert got["demo step ≥ 300× upstream"] == "n/a"
+
+
+def test_missing_upstream_is_said_clearly(tmp_path, monkeypatch):
+    monkeypatch.setattr(runner, "UPSTREAM_DIR", tmp_path / "micrograd-0.1.0")
+    ok, msg = runner.ensure_upstream(allow_install=False, log=lambda m: None)
+    assert not ok and "not installed" in msg
+
+
+def test_bad_arguments_are_refused():
+    with pytest.raises(SystemExit):
+        runner.parse_args(["--only", "no_such_workload"])
+    args = runner.parse_args(["--quick", "--only", "more_ops,memory", "--impl", "pure"])
+    assert args.mode == "quick" and args.only == ["more_ops", "memory"] and args.impl == ["pure"]
