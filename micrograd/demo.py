@@ -49,13 +49,14 @@ class TrainResult:
 
 def train(steps: int = 100, samples: int = 100, noise: float = 0.1, seed: int = 1337,
           hidden: Sequence[int] = (16, 16), activation: str = "relu", optimizer: str = "sgd",
-          lr: Optional[float] = None,
+          lr: Optional[float] = None, decay_steps: Optional[int] = None,
           progress: Optional[Callable[[int, int, float, float], None]] = None) -> TrainResult:
     """train(steps=100, samples=100, noise=0.1, seed=1337, hidden=(16, 16), ...) -> TrainResult.
 
     Upstream's demo: moons data from make_moons(samples, noise, seed), random.seed(seed)
     for the weights of MLP(2, [*hidden, 1]), full-batch steps of demo_loss with the learning
-    rate lr * (1 - 0.9 * k / steps) (lr 1.0 for 'sgd', upstream's schedule, 0.05 for 'adam').
+    rate lr * (1 - 0.9 * k / decay_steps) (lr 1.0 for 'sgd', upstream's schedule, 0.05 for
+    'adam'; decay_steps defaults to steps, so the rate always ends near lr / 10).
     progress(k, steps, loss, accuracy) is called after each step.
     """
     if optimizer not in ("sgd", "adam"):
@@ -67,6 +68,7 @@ def train(steps: int = 100, samples: int = 100, noise: float = 0.1, seed: int = 
     if lr is None:
         lr = 1.0 if optimizer == "sgd" else 0.05
     opt = optim.SGD(params, lr=lr) if optimizer == "sgd" else optim.Adam(params, lr=lr)
+    decay = steps if decay_steps is None else decay_steps
     result = TrainResult(model, X, y)
     start = time.perf_counter()
     for k in range(steps):
@@ -74,7 +76,7 @@ def train(steps: int = 100, samples: int = 100, noise: float = 0.1, seed: int = 
         opt.zero_grad()
         total.backward()
         # upstream: learning_rate = 1.0 - 0.9*k/100 (1.0 * x is exact, so lr=1.0 matches it)
-        opt.lr = lr * (1.0 - 0.9 * k / steps)
+        opt.lr = lr * (1.0 - 0.9 * k / decay)
         opt.step()
         result.losses.append(total.data)
         result.accuracies.append(acc)
