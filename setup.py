@@ -13,7 +13,7 @@ if sys.platform == "win32":
     ldflags = []
 else:
     # -ffp-contract=off: no fused multiply-add, so every platform rounds a*b+c the same way
-    cflags = ["-O3", "-ffp-contract=off", "-fno-strict-aliasing"]
+    cflags = ["-O3", "-ffp-contract=off"]
     ldflags = []
     if SANITIZE:
         cflags = ["-O1", "-g", "-ffp-contract=off", "-fno-omit-frame-pointer",
@@ -25,7 +25,8 @@ if not NO_EXTENSIONS:
     from Cython.Build import cythonize
 
     ext_modules = cythonize(
-        [Extension("micrograd._engine", ["src/_engine.pyx"],
+        [Extension("micrograd._engine", ["src/_engine.pyx"], include_dirs=["src"],
+                   depends=["src/_arena.h", "src/_arena.pxd"],
                    extra_compile_args=cflags, extra_link_args=ldflags)],
         include_path=["src"],
         compiler_directives={

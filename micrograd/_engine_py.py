@@ -24,10 +24,9 @@ def _num(x: Any, what: str = "Value data") -> float:
 
 def _fpow(x: float, y: float) -> float:
     """x ** y with Python float semantics, except that a complex result is a ValueError."""
-    r = x ** y  # ZeroDivisionError for 0**-1, OverflowError on overflow, as float does
-    if isinstance(r, complex):
+    if x < 0 and math.isfinite(x) and math.isfinite(y) and y != math.floor(y):
         raise ValueError("negative number cannot be raised to a fractional power")
-    return r
+    return x ** y  # ZeroDivisionError for 0**-1, OverflowError on overflow, as float does
 
 
 def _is_odd_integer(y: float) -> bool:
@@ -52,6 +51,11 @@ def _blog(x: float, out: float) -> float:
     if x == 0:
         return 0.0
     return math.nan
+
+
+def _brecip(x: float) -> float:
+    """1 / x as C divides (backward never raises): +-inf at +-0."""
+    return math.copysign(math.inf, x) if x == 0 else 1.0 / x
 
 
 def _exp(x: float) -> float:
@@ -217,7 +221,7 @@ class Value:
         out = Value._result(math.log(self.data), (self,), "log")
 
         def _backward() -> None:
-            self.grad += (1.0 / self.data) * out.grad
+            self.grad += _brecip(self.data) * out.grad
         if out._children:
             out._backward = _backward
 

@@ -5,7 +5,7 @@ cimport cython
 from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_Check
-from cpython.long cimport PyLong_Check, PyLong_AsDouble
+from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
@@ -95,10 +95,6 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     n.op = op
     n.flags = 0
     return n
-
-
-cdef inline bint _nary(NodeC* n) noexcept:
-    return n.op >= OP_DOT
 
 
 cdef inline NodeC* node_kid(NodeC* n, uint32_t i) noexcept:
@@ -235,19 +231,6 @@ cdef double _fpow(double iv, double iw) except? -1.0:
     return ix
 
 
-cdef inline double _bpow(double x, double y) noexcept:
-    # backward never raises on math: C's pow gives inf / nan where Python would raise
-    return pow(x, y)
-
-
-cdef inline double _blog(double x, double out) noexcept:
-    if x > 0.0:
-        return out * log(x)
-    if x == 0.0:
-        return 0.0
-    return NAN
-
-
 cdef double _exp(double x) except? -1.0:
     cdef double r = exp(x)
     if isinf(r) and isfinite(x):
@@ -337,6 +320,9 @@ cdef int _materialize(NodeC* n) except -1:
     cdef NodeC* leaf
     if n.op == OP_ADDC or n.op == OP_MULC:
         leaf = node_new(OP_LEAF, n.u.aux)
+        # the grad upstream's constant Value would hold: what backward has sent it so far
+        # (exact after one backward; after several, the sum is regrouped for MULC)
+        leaf.grad = n.grad if n.op == OP_ADDC else n.a.data * n.grad
         n.u.aux = 0.0
         n.b = leaf
         n.n = 2
@@ -373,63 +359,16 @@ def _noop():
 # The local chain rule of one node, and backward.
 
 cdef int _local(NodeC* n) except -1:
-    cdef double g = n.grad
-    cdef double k
-    cdef NodeC* a = n.a
-    cdef NodeC* b
-    cdef NodeC** kids
-    cdef uint32_t i, m
-    cdef uint8_t op = n.op
-    if op == OP_LEAF:
-        return 0
-    elif op == OP_ADD:
-        a.grad += g
-        n.b.grad += g
-    elif op == OP_MUL:
-        b = n.b
-        a.grad += b.data * g
-        b.grad += a.data * g
-    elif op == OP_ADDC:
-        a.grad += g
-    elif op == OP_MULC:
-        a.grad += n.u.aux * g
-    elif op == OP_POWC:
-        k = n.u.aux
-        a.grad += (k * _bpow(a.data, k - 1.0)) * g
-    elif op == OP_POW:
-        b = n.b
-        a.grad += (b.data * _bpow(a.data, b.data - 1.0)) * g
-        b.grad += _blog(a.data, n.data) * g
-    elif op == OP_RELU:
-        a.grad += g if n.data > 0.0 else 0.0
-    elif op == OP_TANH:
-        a.grad += (1.0 - n.data * n.data) * g
-    elif op == OP_EXP:
-        a.grad += n.data * g
-    elif op == OP_LOG:
-        a.grad += (1.0 / a.data) * g
-    elif op == OP_SIGMOID:
-        a.grad += (n.data * (1.0 - n.data)) * g
-    elif op == OP_DOT:
-        kids = <NodeC**>n.u.kids
-        kids[0].grad += g
-        m = (n.n - 1) // 2
-        for i in range(m):
-            a = kids[1 + 2 * i]
-            b = kids[2 + 2 * i]
-            a.grad += b.data * g
-            b.grad += a.data * g
-    elif op == OP_CUSTOM:
+    """The local chain rule of one node: built-in ops in C, user-defined ones call Python."""
+    if n.op == OP_CUSTOM:
         if n.handle != NULL:
             fn = (<Value>n.handle)._bw
             if fn is not None:
                 fn()
+    else:
+        mg_local(n)
     return 0
 
-
-cdef struct FrameC:
-    NodeC* node
-    uint32_t i
 
 # reused between calls; a nested backward (from a user-defined op) gets its own
 cdef NodeC** _order = NULL
@@ -455,16 +394,6 @@ cdef uint32_t _next_epoch() noexcept:
     return _epoch
 
 
-cdef int _grow(void** buf, Py_ssize_t* cap, size_t item) except -1:
-    cdef Py_ssize_t newcap = cap[0] * 2 + 1024
-    cdef void* p = PyMem_RawRealloc(buf[0], newcap * item)
-    if p == NULL:
-        raise MemoryError("micrograd: no memory for backward's work buffers")
-    buf[0] = p
-    cap[0] = newcap
-    return 0
-
-
 cdef int _backward(NodeC* root) except -1:
     """Iterative DFS for the topological order (children in operand order), then one reverse sweep."""
     global _order, _order_cap, _stack, _stack_cap, _backward_depth
@@ -472,10 +401,7 @@ cdef int _backward(NodeC* root) except -1:
     cdef Py_ssize_t order_cap
     cdef FrameC* stack
     cdef Py_ssize_t stack_cap
-    cdef Py_ssize_t sp = 0, count = 0, i, tick = 0
-    cdef NodeC* n
-    cdef NodeC* c
-    cdef FrameC* top
+    cdef Py_ssize_t count, i
     cdef uint32_t ep = _next_epoch()
     cdef bint nested = _backward_depth > 0
     if nested:
@@ -485,53 +411,27 @@ cdef int _backward(NodeC* root) except -1:
     _backward_depth += 1
     root.refcnt += 1
     try:
-        if stack_cap == 0:
-            _grow(<void**>&stack, &stack_cap, sizeof(FrameC))
-        stack[0].node = root
-        stack[0].i = 0
-        sp = 1
-        root.epoch = ep
-        while sp > 0:
-            top = &stack[sp - 1]
-            n = top.node
-            if top.i < n.n:
-                c = node_kid(n, top.i)
-                top.i += 1
-                if c.epoch != ep:
-                    c.epoch = ep
-                    if c.n == 0:  # a leaf: pushed and popped at once
-                        if count == order_cap:
-                            _grow(<void**>&order, &order_cap, sizeof(NodeC*))
-                        order[count] = c
-                        count += 1
-                    else:
-                        if sp == stack_cap:
-                            _grow(<void**>&stack, &stack_cap, sizeof(FrameC))
-                        stack[sp].node = c
-                        stack[sp].i = 0
-                        sp += 1
-            else:
-                sp -= 1
-                if count == order_cap:
-                    _grow(<void**>&order, &order_cap, sizeof(NodeC*))
-                order[count] = n
-                count += 1
-                tick += 1
-                if tick == SIGNAL_EVERY:
-                    tick = 0
-                    if PyErr_CheckSignals() < 0:
-                        return -1
+        if order_cap <= _live:  # every reachable node fits: no capacity checks in the loop
+            PyMem_RawFree(order)
+            order_cap = 0
+            order = <NodeC**>PyMem_RawMalloc((_live + 1024) * sizeof(NodeC*))
+            if order == NULL:
+                raise MemoryError("micrograd: no memory for backward's work buffers")
+            order_cap = _live + 1024
+        count = mg_topo(root, ep, order, &stack, &stack_cap, SIGNAL_EVERY)
+        if count == -1:
+            raise MemoryError("micrograd: no memory for backward's work buffers")
+        if count == -2:
+            return -1
         root.grad = 1.0
-        tick = 0
-        i = count - 1
-        while i >= 0:
-            _local(order[i])
-            i -= 1
-            tick += 1
-            if tick == SIGNAL_EVERY:
-                tick = 0
-                if PyErr_CheckSignals() < 0:
-                    return -1
+        i = count
+        while True:
+            i = mg_sweep(order, i, SIGNAL_EVERY)
+            if i == -1:
+                break
+            if i == -2:
+                return -1
+            _local(order[i])  # a user-defined op: Python code
     finally:
         _backward_depth -= 1
         if nested:
@@ -846,9 +746,14 @@ cdef class Value:
         if not _real(other, &x):
             return NotImplemented
         n = _mkc(OP_POWC, _fpow(a.data, x), a, x)
-        if PyIndex_Check(other):
+        if PyLong_CheckExact(other):
             n.flags |= F_INTEXP
-        return _wrap(n)
+        v = _wrap(n)
+        if not PyLong_CheckExact(other) and not PyFloat_CheckExact(other) and n.op == OP_POWC:
+            # bool, numpy scalars...: keep upstream's f'**{other}' text as the user wrote it
+            (<Value>v)._opstr = f"**{other}"
+            _mark_heavy(<Value>v)
+        return v
 
     def __rpow__(self, other, mod=None):  # Value(other) ** self
         cdef NodeC* a = _node(self)
