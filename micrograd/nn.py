@@ -339,11 +339,11 @@ class MLP(Module):
         lins = [m for m in torch_model.modules() if isinstance(m, torch.nn.Linear)]
         with torch.no_grad():
             for i, lin in enumerate(lins):
-                lin.weight.copy_(torch.tensor(sd[f"layers.{i}.weight"]))
-                lin.bias.copy_(torch.tensor(sd[f"layers.{i}.bias"]))
+                lin.weight.copy_(torch.tensor(sd[f"layers.{i}.weight"], dtype=lin.weight.dtype))
+                lin.bias.copy_(torch.tensor(sd[f"layers.{i}.bias"], dtype=lin.bias.dtype))
 
-    (and the reverse: ``{k: v.tolist() for k, v in ...}`` renamed to these keys, then
-    load_state_dict). Use float64 torch layers to keep every bit.
+    Use torch_model.double() to keep every bit (our numbers are float64). The reverse way:
+    ``model.load_state_dict({f"layers.{i}.{k}": getattr(lin, k).tolist() ...})``.
     """
 
     def __init__(self, nin: Optional[int] = None, nouts: Optional[Sequence[int]] = None, *,
