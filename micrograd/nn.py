@@ -301,9 +301,13 @@ class Layer(Module):
 
     def __call__(self, x: Any) -> Any:
         """layer(x) -> list[Value] | Value: x is a sequence of nin Values or numbers."""
-        plan = self._plan()
-        x = _as_inputs(x)
-        if plan.nin is not None:
+        # the hot path of every forward pass: kept to a few attribute reads and one kernel call
+        plan = self._cache_plan
+        if plan is None or plan.generation != _generation[0] or plan.neurons != self.neurons:
+            plan = self._plan()
+        if type(x) is not list:
+            x = _as_inputs(x)
+        if len(x) != plan.nin and plan.nin is not None:
             _check_count(f"Layer of {len(plan.bs)} neurons", plan.nin, x)
         if plan.act is None:
             out = [n(x) for n in self.neurons]
