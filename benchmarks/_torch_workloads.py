@@ -142,7 +142,7 @@ def run_mlp(P):
         if i < len(sizes) - 2:
             layers.append(torch.nn.ReLU())
     model = torch.nn.Sequential(*layers)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = torch.optim.SGD(model.parameters(), lr=1e-6)
 
     def step():
         loss = ((model(x) - target) ** 2).sum()

@@ -30,7 +30,6 @@ DESCRIPTIONS = {
     "memory": "a graph kept alive only by its root: bytes per node, and what is left after del",
     "import": "`import micrograd` in a fresh interpreter",
 }
-SMOKE_DESCRIPTIONS = {"graph200k": "smoke size", "deep_chain": "smoke size", "memory": "smoke size"}
 # Workloads PyTorch does not run, per mode: memory is not measured; one scalar tensor per node
 # makes its 10^6-deep chain take about a minute, too long for --quick.
 TORCH_SKIPS = {"smoke": {"memory"}, "quick": {"memory", "deep_chain"}, "full": {"memory"}}
@@ -163,7 +162,15 @@ def ratio(base, this, unit):
     return base / this
 
 
-def build_rows(results, impls):
+def _samples(m, clock):
+    if m is None:
+        return []
+    if clock == "cpu" and m.get("cpu_samples") is not None:
+        return m["cpu_samples"]
+    return m["samples"]
+
+
+def build_rows(results, impls, clock="wall"):
     """One row per (workload, metric, impl), in suite order, with ratios from the same run."""
     by = {(r["workload"], r["impl"]): r for r in results}
     rows = []
@@ -181,7 +188,7 @@ def build_rows(results, impls):
                     continue
                 m = next((m for m in res.get("metrics", []) if m["metric"] == mname), None)
                 cells[impl] = (res, m)
-            base = {k: stats(cells[k][1]["samples"]) if k in cells and cells[k][1] else None
+            base = {k: stats(_samples(cells[k][1], clock)) if k in cells and cells[k][1] else None
                     for k in ("upstream", "pure")}
             for impl in impls:
                 if impl not in cells:
@@ -191,7 +198,7 @@ def build_rows(results, impls):
                     continue  # this implementation has no such metric (e.g. torch's import)
                 unit = m["unit"] if m else None
                 ratios = m is not None and m.get("ratios", True)
-                st = stats(m["samples"]) if m else None
+                st = stats(_samples(m, clock)) if m else None
                 if m is None:
                     status = res.get("reason") or "not measured"
                 elif m.get("error"):
@@ -331,8 +338,10 @@ def compare_checks(results):
             by.setdefault(r["workload"], {})[r["impl"]] = r["check"]
     for wl, checks in by.items():
         c, p, u = checks.get("compiled"), checks.get("pure"), checks.get("upstream")
-        if c is not None and p is not None and c != p:
-            notes.append(f"{wl}: compiled and pure results differ: {c[:3]} vs {p[:3]}")
+        if c is not None and p is not None:
+            n = min(len(c), len(p))  # adaptive repetitions: compare the common prefix
+            if c[:n] != p[:n]:
+                notes.append(f"{wl}: compiled and pure results differ: {c[:3]} vs {p[:3]}")
         for name, ours in (("compiled", c), ("pure", p)):
             if ours is not None and u is not None:
                 n = min(len(ours), len(u))
@@ -469,6 +478,11 @@ def parse_args(argv):
                    help=f"run only these workloads (repeat or comma-separate): {', '.join(WORKLOADS)}")
     p.add_argument("--impl", metavar="NAME", action="append",
                    help=f"run only these implementations (repeat or comma-separate): {', '.join(IMPLS)}")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall",
+                   help="which time the table shows: wall (default) or this process's CPU time, "
+                        "steadier when other work shares the machine (the JSON has both)")
+    p.add_argument("--from-json", metavar="FILE",
+                   help="run nothing: print the tables (and --plot) from an earlier --json file")
     p.add_argument("--no-install", action="store_true",
                    help="do not pip-install upstream micrograd if it is missing")
     args = p.parse_args(argv)
@@ -488,25 +502,25 @@ def parse_args(argv):
     return args
 
 
-def main(argv=None):
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+def run_suite(args, log):
+    """Runs the jobs: (results, implementations, missing implementations with why, machine, seconds)."""
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         log("note: --plot needs matplotlib (pip install matplotlib); the chart will be skipped")
-
-    # which implementations, and why any is missing
     wanted = args.impl or (["compiled", "pure"] if args.mode == "smoke" else IMPLS)
     impls, missing = [], {}
     for impl in wanted:
         if impl == "compiled" and not compiled_built():
             missing[impl] = "compiled engine not built (run `pip install -e .` in the repo root)"
         elif impl == "upstream":
-            ok, msg = ensure_upstream(allow_install=not args.no_install and args.mode != "smoke", log=log)
-            (impls.append(impl) if ok else missing.__setitem__(impl, msg))
+            ok, msg = ensure_upstream(allow_install=not args.no_install and args.mode != "smoke",
+                                      log=log)
+            if ok:
+                impls.append(impl)
+            else:
+                missing[impl] = msg
             log(msg)
-            continue
         elif impl == "torch" and importlib.util.find_spec("torch") is None:
-            missing[impl] = "PyTorch is not installed (pip install torch) : no PyTorch column"
+            missing[impl] = "PyTorch is not installed (pip install torch): no PyTorch column"
         else:
             impls.append(impl)
     impls = [i for i in IMPLS if i in impls]
@@ -531,11 +545,24 @@ def main(argv=None):
         res["wall_seconds"] = dt
         results.append(res)
     total = time.perf_counter() - t_start
-    load_after = _loadavg()
-    machine["loadavg_before_after"] = [load_before, load_after]
+    machine["loadavg_before_after"] = [load_before, _loadavg()]
     log(f"done in {total:.0f} s")
+    return results, impls, missing, machine, total
 
-    rows = build_rows(results, impls)
+
+def main(argv=None):
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    if args.from_json:
+        doc = json.loads(Path(args.from_json).read_text())
+        results, impls, missing, machine = (doc["results"], doc["implementations"],
+                                            doc["missing"], doc["machine"])
+        total, args.mode, date = doc["wall_seconds"], doc["mode"], doc["date"]
+    else:
+        results, impls, missing, machine, total = run_suite(args, log)
+        date = datetime.datetime.now().isoformat(timespec="seconds")
+
+    rows = build_rows(results, impls, args.clock)
     targets = evaluate_targets(rows)
     mismatches = compare_checks(results)
     engines = sorted({r.get("engine") for r in results if r.get("engine")})
@@ -544,20 +571,21 @@ def main(argv=None):
                (f" (thresholds {tuple(gc_state['threshold'])})" if gc_state else "") +
                "; gc.collect() runs between timed repetitions, never inside one")
     md = args.markdown
-    cmd = "python -m benchmarks" + ("" if args.mode == "full" else f" --{args.mode}")
-    when = datetime.datetime.now().strftime("%Y-%m-%d")
+    cmd = ("python -m benchmarks" + ("" if args.mode == "full" else f" --{args.mode}")
+           + ("" if args.clock == "wall" else f" --clock {args.clock}"))
 
     out = []
     if md:
-        out.append(f"`{cmd}` on {machine_line(machine)}, {when}; commit {machine['git_commit']}. "
-                   "Medians; ratios are times faster (or bytes smaller) than upstream micrograd "
-                   f"{UPSTREAM_VERSION} / our pure-Python engine in the same run.\n")
+        out.append(f"`{cmd}` on {machine_line(machine)}, {date[:10]}; commit "
+                   f"{machine['git_commit']}. Medians of {args.clock} time; ratios are times faster "
+                   f"(or bytes smaller) than upstream micrograd {UPSTREAM_VERSION} / our pure-Python "
+                   "engine in the same run.\n")
         out.append(markdown_table(rows))
         out.append("")
         out.append(targets_text(targets, True))
     else:
         out.append(f"machine: {machine_line(machine)}")
-        out.append(f"mode: {args.mode}; {gc_line}")
+        out.append(f"mode: {args.mode}; clock: {args.clock} time; {gc_line}")
         out.append("ratios: how many times faster (or smaller per node) than upstream micrograd "
                    f"{UPSTREAM_VERSION} / the pure engine, same run")
         out.append("")
@@ -565,25 +593,28 @@ def main(argv=None):
         out.append("")
         out.append("targets:" + (" (smoke sizes: not meaningful)" if args.mode == "smoke" else ""))
         out.append(targets_text(targets, False))
-    notes = [f"{impl}: {why}" for impl, why in missing.items()]
-    busy = max(x for x in (load_before, load_after, 0.0) if x is not None)
-    if busy > 0.5 * (machine["cpus"] or 1):
-        notes.append(f"the machine was busy (1-min load average {load_before} before, {load_after} "
-                     "after): other work competed for the CPUs, so timings are noisy")
+    notes = [gc_line] if md else []
+    notes += [f"{impl}: {why}" for impl, why in missing.items()]
+    load = [x for x in machine.get("loadavg_before_after", []) if x is not None]
+    if load and max(load) > 0.5 * (machine["cpus"] or 1):
+        notes.append(f"the machine was busy (1-min load average {load[0]} before, {load[-1]} after):"
+                     " other work competed for the CPUs, so wall times are noisy"
+                     + ("; `--clock cpu` shows CPU time" if args.clock == "wall" else ""))
+    if args.clock == "cpu":
+        notes.append("CPU time is the whole process's: PyTorch's worker threads count too; "
+                     "import times stay wall time")
     notes += [f"{r['impl']} {r['workload']}: {r['status']}: {r.get('reason')}"
               for r in results if r.get("status") != "ok"]
     notes += mismatches
-    if md:
-        notes.insert(0, gc_line)
     if not mismatches and any(r.get("check") for r in results):
         notes.append("results agree: compiled == pure bit for bit, upstream within 1e-9 (where run)")
     out.append("")
-    out.append("notes:" if not md else "Notes:")
-    out += [f"  - {n}" if not md else f"- {n}" for n in notes or ["none"]]
+    out.append("Notes:" if md else "notes:")
+    out += [f"- {n}" if md else f"  - {n}" for n in notes or ["none"]]
     print("\n".join(out))
 
     if args.json:
-        doc = {"command": cmd, "mode": args.mode, "date": datetime.datetime.now().isoformat(),
+        doc = {"command": cmd, "mode": args.mode, "date": date, "clock": args.clock,
                "machine": machine, "engines": engines, "gc": gc_state, "method": gc_line,
                "implementations": impls, "missing": missing, "wall_seconds": total,
                "descriptions": DESCRIPTIONS, "results": results,
