@@ -8,7 +8,6 @@ import sys
 import textwrap
 from array import array
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

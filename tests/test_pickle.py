@@ -9,7 +9,7 @@ import random
 import numpy as np
 import pytest
 
-from micrograd import MLP, Layer, Neuron, Value, losses, optim
+from micrograd import MLP, Layer, Neuron, losses, optim
 
 
 @pytest.mark.parametrize("protocol", [2, pickle.HIGHEST_PROTOCOL])
