@@ -59,17 +59,8 @@ def test_mypy_strict_on_user_code(tmp_path):
            "sample.py"]
     out = subprocess.run(cmd, cwd=tmp_path, env=_env_for(tmp_path), capture_output=True,
                          text=True, timeout=600)
-    if out.returncode != 0 and _nn_calls_return_unions():
-        pytest.xfail("Layer/MLP.__call__ are annotated Union[Any, list] and parameters() as bare "
-                     "list, so `score: Value = model(x)` fails --strict; annotate them Any and "
-                     f"List[Value]:\n{out.stdout}")
     assert out.returncode == 0, f"mypy --strict failed:\n{out.stdout}{out.stderr}"
 
-
-def _nn_calls_return_unions() -> bool:
-    from micrograd import nn
-    hints = [str(inspect.signature(cls.__call__).return_annotation) for cls in (nn.Layer, nn.MLP)]
-    return any("Union" in h or "|" in h for h in hints)
 
 
 # -- help() -------------------------------------------------------------------------------------
