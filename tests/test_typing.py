@@ -62,7 +62,6 @@ def test_mypy_strict_on_user_code(tmp_path):
     assert out.returncode == 0, f"mypy --strict failed:\n{out.stdout}{out.stderr}"
 
 
-
 # -- help() -------------------------------------------------------------------------------------
 
 VALUE_METHODS = ["relu", "tanh", "exp", "log", "sigmoid", "backward"]
