@@ -36,12 +36,12 @@ SIZES = {
     "quick": dict(budget=2.0, more_ops_batch=200, more_ops_reps=(5, 30), chains=2000, depth=100,
                   graph_reps=(2, 5), deep=10**6, deep_reps=(1, 3), moons_n=100,
                   moons_hidden=[16, 16], moons_reps=(3, 30), mlp=(64, [64, 64, 10]),
-                  mlp_reps=(3, 50), mem_chains=1000, mem_trace_chains=250, mem_depth=100,
+                  mlp_reps=(3, 50), mem_chains=100, mem_trace_chains=25, mem_depth=1000,
                   import_reps=3),
     "full": dict(budget=15.0, more_ops_batch=500, more_ops_reps=(15, 100), chains=2000, depth=100,
                  graph_reps=(5, 15), deep=10**6, deep_reps=(3, 7), moons_n=100,
                  moons_hidden=[16, 16], moons_reps=(10, 100), mlp=(64, [64, 64, 10]),
-                 mlp_reps=(10, 200), mem_chains=10000, mem_trace_chains=2000, mem_depth=100,
+                 mlp_reps=(10, 200), mem_chains=1000, mem_trace_chains=200, mem_depth=1000,
                  import_reps=10),
 }
 # (min, max) repetitions: more than min only while the job has spent less than `budget`

@@ -135,7 +135,7 @@ def fmt_value(x, unit):
     if unit == "ns/node":
         return f"{x:.3g} ns" if x < 100 else f"{x:.0f} ns"
     if unit == "B/node":
-        return f"{x:.0f} B" if abs(x) >= 10 else f"{x:.1f} B"
+        return f"{x:.0f} B" if abs(x) >= 100 else f"{x:.1f} B"
     if unit == "B":
         a = abs(x)
         for scale, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
