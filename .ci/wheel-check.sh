@@ -22,7 +22,7 @@ TOOLS="$WORK/tools/bin/python"
 SDIST=$(ls "$WORK"/dist/*.tar.gz)
 NAME=$(basename "$SDIST" .tar.gz)
 tar -tzf "$SDIST" | sed "s|^$NAME/||" > "$WORK/sdist.txt"
-for f in pyproject.toml setup.py MANIFEST.in README.md src/_engine.pyx micrograd/__init__.py \
+for f in pyproject.toml setup.py MANIFEST.in README.md src/_engine.pyx micrograd/__init__.py benchmarks/__main__.py \
          micrograd/py.typed micrograd/_engine.pyi micrograd/engine.pyi tests/conftest.py; do
     grep -qx "$f" "$WORK/sdist.txt" || fail "$f is missing from the sdist"
 done
@@ -51,7 +51,8 @@ step "install the wheel, run the sdist's tests against it (from a folder with no
 "$VPY" -m pip install --quiet "$WHEEL[test,viz]" mypy
 mkdir "$WORK/sdist" "$WORK/run"
 tar -xzf "$SDIST" -C "$WORK/sdist"
-cp -R "$WORK/sdist/$NAME/tests" "$WORK/sdist/$NAME/README.md" "$WORK/sdist/$NAME/pyproject.toml" "$WORK/run/"
+# what cibuildwheel's test-sources copies (pyproject.toml): benchmarks/ for its smoke test
+for f in tests benchmarks README.md pyproject.toml; do cp -R "$WORK/sdist/$NAME/$f" "$WORK/run/"; done
 cd "$WORK/run"
 "$VPY" - <<'EOF'
 import pathlib, sys
