@@ -8,8 +8,9 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_Check
 from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
 from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
 from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
+from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
-from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc
+from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free
 from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign, INFINITY, NAN
 from libc.stdint cimport uint8_t, uint32_t
 from libc.string cimport memset
@@ -130,7 +131,7 @@ cdef void _drain() noexcept:
             kids = <NodeC**>n.u.kids
             for i in range(n.n):
                 node_decref(kids[i])
-            PyMem_RawFree(kids)
+            PyMem_Free(kids)
         elif n.n >= 1:
             node_decref(n.a)
             if n.n == 2:
@@ -144,20 +145,26 @@ cdef void _drain() noexcept:
     _draining = False
 
 
-cdef void node_decref(NodeC* n) noexcept:
+cdef void _push_dead(NodeC* n) noexcept:
     global _dead
-    cdef PyObject* h
+    n.handle = <PyObject*>_dead
+    _dead = n
+    if not _draining:
+        _drain()
+
+
+cdef void _unpin(NodeC* n) noexcept:
+    # only the handle is left: unpin it; it may die now (and release n in turn)
+    n.flags &= ~F_PINNED
+    Py_DECREF(<object>n.handle)
+
+
+cdef inline void node_decref(NodeC* n) noexcept:
     n.refcnt -= 1
     if n.refcnt == 0:
-        n.handle = <PyObject*>_dead
-        _dead = n
-        if not _draining:
-            _drain()
+        _push_dead(n)
     elif n.refcnt == 1 and (n.flags & F_PINNED):
-        # only the handle is left: unpin it; it may die now (and release n in turn)
-        n.flags &= ~F_PINNED
-        h = n.handle
-        Py_DECREF(<object>h)
+        _unpin(n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -485,13 +492,13 @@ cdef class Value:
         if not _grad_enabled:
             kids = []
         if kids:
-            arr = <NodeC**>PyMem_RawMalloc(len(kids) * sizeof(NodeC*))
+            arr = <NodeC**>PyMem_Malloc(len(kids) * sizeof(NodeC*))
             if arr == NULL:
                 raise MemoryError()
             try:
                 n = node_new(OP_CUSTOM, d)
             except BaseException:
-                PyMem_RawFree(arr)
+                PyMem_Free(arr)
                 raise
             n.u.kids = arr
             n.n = len(kids)
@@ -608,7 +615,7 @@ cdef class Value:
                 self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
             _materialize(n)
             if n.op != OP_DOT:
-                arr = <NodeC**>PyMem_RawMalloc((n.n if n.n else 1) * sizeof(NodeC*))
+                arr = <NodeC**>PyMem_Malloc((n.n if n.n else 1) * sizeof(NodeC*))
                 if arr == NULL:
                     raise MemoryError()
                 for i in range(n.n):
@@ -809,6 +816,48 @@ cdef class Value:
         return (_rebuild, (n.data, n.grad, self.label))
 
 
+# A user-defined op's _backward usually closes over its own output: handle -> _bw -> closure ->
+# handle, a cycle the GC sees. While a parent node pins that handle, the pin is a reference the GC
+# cannot see; a tracked handle therefore also reports the pins of its children when it is their
+# only parent (count == handle + one link), so a chain of user-defined ops is freed in one pass.
+cdef extern from *:
+    """
+    static traverseproc mg_orig_traverse = NULL;
+    static int (*mg_extra_traverse)(PyObject *, visitproc, void *) = NULL;
+    static int mg_traverse(PyObject *o, visitproc visit, void *arg) {
+        int r = mg_orig_traverse(o, visit, arg);
+        return r ? r : mg_extra_traverse(o, visit, arg);
+    }
+    static void mg_install_traverse(PyTypeObject *t, int (*extra)(PyObject *, visitproc, void *)) {
+        if (t->tp_traverse == mg_traverse) return;
+        mg_orig_traverse = t->tp_traverse;
+        mg_extra_traverse = extra;
+        t->tp_traverse = mg_traverse;
+    }
+    """
+    ctypedef int (*visitproc)(PyObject*, void*) noexcept
+    void mg_install_traverse(PyTypeObject* t, int (*extra)(PyObject*, visitproc, void*) noexcept)
+
+
+cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef NodeC* n = (<Value>o).c
+    cdef NodeC* k
+    cdef uint32_t i
+    cdef int r
+    if n == NULL:
+        return 0
+    for i in range(n.n):
+        k = node_kid(n, i)
+        if (k.flags & F_PINNED) and k.refcnt == 2 and k.handle != NULL:
+            r = visit(k.handle, arg)
+            if r:
+                return r
+    return 0
+
+
+mg_install_traverse(<PyTypeObject*>Value, _traverse_pins)
+
+
 def _rebuild(data, grad, label):
     v = Value(data, label=label)
     v.grad = grad
@@ -850,39 +899,55 @@ def is_grad_enabled():
 cdef dict _ACTS = {"relu": OP_RELU, "tanh": OP_TANH, "sigmoid": OP_SIGMOID, "linear": OP_LEAF}
 
 
-cdef Value _dot_node(NodeC* b, object w, NodeC** xs, Py_ssize_t nin, uint8_t act):
-    """b + sum(w_i * x_i) in one node (left to right, b first), then the activation node."""
+cdef extern from *:
+    """
+    #define MG_TYPE(o) (Py_TYPE((PyObject *)(o)))
+    """
+    PyTypeObject* MG_TYPE(PyObject* o)
+
+
+cdef inline NodeC* _pnode(PyObject* o) except NULL:
+    """The node of a borrowed object that must be an initialised Value (no refcounting)."""
+    if MG_TYPE(o) != <PyTypeObject*>Value and not isinstance(<object>o, Value):
+        raise TypeError(f"weights and biases must be Values, not {type(<object>o).__name__!r}")
+    if (<Value>o).c == NULL:
+        _node(<Value>o)
+    return (<Value>o).c
+
+
+cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t act):
+    """act(b + sum(w_i * x_i)): one dot node (summed left to right, b first) and its activation."""
     cdef double acc = b.data
     cdef NodeC* wi
-    cdef NodeC** arr
+    cdef NodeC** arr = NULL
     cdef NodeC* n
     cdef NodeC* out
     cdef Py_ssize_t i
-    cdef bint is_list = type(w) is list
-    for i in range(nin):
-        wi = (<Value>(<object>(PyList_GET_ITEM(w, i) if is_list else PyTuple_GET_ITEM(w, i)))).c
-        acc = acc + wi.data * xs[i].data
+    cdef PyObject** items
+    items = PySequence_Fast_ITEMS(row)  # row is a list or a tuple
     if not _grad_enabled:
+        for i in range(nin):
+            acc = acc + _pnode(items[i]).data * xs[i].data
         n = node_new(OP_LEAF, acc)
     else:
-        arr = <NodeC**>PyMem_RawMalloc((2 * nin + 1) * sizeof(NodeC*))
+        arr = <NodeC**>PyMem_Malloc((2 * nin + 1) * sizeof(NodeC*))
         if arr == NULL:
             raise MemoryError()
         try:
+            for i in range(nin):
+                wi = _pnode(items[i])
+                arr[1 + 2 * i] = wi
+                arr[2 + 2 * i] = xs[i]
+                acc = acc + wi.data * xs[i].data
             n = node_new(OP_DOT, acc)
         except BaseException:
-            PyMem_RawFree(arr)
+            PyMem_Free(arr)
             raise
+        arr[0] = b
         n.u.kids = arr
         n.n = <uint32_t>(2 * nin + 1)
-        arr[0] = b
-        node_link(b)
-        for i in range(nin):
-            wi = (<Value>(<object>(PyList_GET_ITEM(w, i) if is_list else PyTuple_GET_ITEM(w, i)))).c
-            arr[1 + 2 * i] = wi
-            arr[2 + 2 * i] = xs[i]
-            node_link(wi)
-            node_link(xs[i])
+        for i in range(2 * nin + 1):
+            node_link(arr[i])
     if act == OP_LEAF:
         return _wrap(n)
     _hold(n)
@@ -898,20 +963,6 @@ cdef Value _dot_node(NodeC* b, object w, NodeC** xs, Py_ssize_t nin, uint8_t act
     return _wrap(out)
 
 
-cdef object _check_row(object w, Py_ssize_t nin, str what):
-    """w as a list or tuple of nin initialised Values."""
-    cdef Py_ssize_t i
-    if type(w) is not list and type(w) is not tuple:
-        w = list(w)
-    if len(w) != nin:
-        raise ValueError(f"expected {len(w)} inputs, got {nin}")
-    for o in w:
-        if not isinstance(o, Value):
-            raise TypeError(f"{what} must be Values, not {type(o).__name__!r}")
-        _node(<Value>o)
-    return w
-
-
 def _dot(b, w, x):
     """One node: b + w[0]*x[0] + w[1]*x[1] + ..., summed left to right as upstream's Neuron."""
     return _layer((w,), (b,), x, "linear")[0]
@@ -922,32 +973,23 @@ def _layer(ws, bs, x, act):
     cdef uint8_t code
     cdef Py_ssize_t nin, nout, j, i, made = 0
     cdef NodeC** xs = NULL
+    cdef NodeC* bn
     cdef list out
-    cdef list rows
     cdef double d
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     code = _ACTS[act]
+    if type(ws) is not list and type(ws) is not tuple:
+        ws = list(ws)
+    if type(bs) is not list and type(bs) is not tuple:
+        bs = list(bs)
     if len(ws) != len(bs):
         raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
     if type(x) is not list and type(x) is not tuple:
         x = list(x)
     nin = len(x)
     nout = len(ws)
-    # check everything before building anything, so an error leaves nothing behind
-    for xi in x:
-        if not isinstance(xi, Value) and not _real(xi, &d):
-            raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
-        if isinstance(xi, Value):
-            _node(<Value>xi)
-    rows = []
-    for w in ws:
-        rows.append(_check_row(w, nin, "weights"))
-    for b in bs:
-        if not isinstance(b, Value):
-            raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
-        _node(<Value>b)
-    xs = <NodeC**>PyMem_RawMalloc((nin if nin else 1) * sizeof(NodeC*))
+    xs = <NodeC**>PyMem_Malloc((nin if nin else 1) * sizeof(NodeC*))
     if xs == NULL:
         raise MemoryError()
     out = []
@@ -955,18 +997,24 @@ def _layer(ws, bs, x, act):
         for i in range(nin):
             xi = x[i]
             if isinstance(xi, Value):
-                xs[i] = _hold((<Value>xi).c)
+                xs[i] = _hold(_node(<Value>xi))
+            elif _real(xi, &d):
+                xs[i] = _hold(node_new(OP_LEAF, d))
             else:
-                xs[i] = _hold(node_new(OP_LEAF, _num(xi, "input")))
+                raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             made += 1
-        j = 0
-        for b in bs:
-            out.append(_dot_node((<Value>b).c, rows[j], xs, nin, code))
-            j += 1
+        for j in range(nout):
+            row = ws[j]
+            if type(row) is not list and type(row) is not tuple:
+                row = list(row)
+            if len(row) != nin:
+                raise ValueError(f"expected {len(row)} inputs, got {nin}")
+            bn = _pnode(<PyObject*>bs[j])
+            out.append(_dot_node(bn, row, xs, nin, code))
     finally:
         for i in range(made):
             node_decref(xs[i])
-        PyMem_RawFree(xs)
+        PyMem_Free(xs)
     return out
 
 
