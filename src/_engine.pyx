@@ -531,10 +531,6 @@ cdef class Value:
             n.flags &= ~F_PINNED
         node_decref(n)
 
-    def __dealloc__(self):
-        if self.c != NULL:
-            self._release()
-
     # -- attributes ---------------------------------------------------------------------------
 
     @property
@@ -828,6 +824,21 @@ cdef extern from *:
         int r = mg_orig_traverse(o, visit, arg);
         return r ? r : mg_extra_traverse(o, visit, arg);
     }
+    static destructor mg_orig_dealloc = NULL;
+    static void (*mg_release)(PyObject *) = NULL;
+    /* Value's tp_dealloc: give the node back first, then Cython's own dealloc. (A __dealloc__
+     * would make Cython save and restore the error state on every handle's death.) */
+    static void mg_dealloc(PyObject *o) {
+        PyObject_GC_UnTrack(o);  /* releasing may run Python code: no GC visit of a dying object */
+        mg_release(o);
+        mg_orig_dealloc(o);
+    }
+    static void mg_install_dealloc(PyTypeObject *t, void (*release)(PyObject *)) {
+        if (t->tp_dealloc == mg_dealloc) return;
+        mg_orig_dealloc = t->tp_dealloc;
+        mg_release = release;
+        t->tp_dealloc = mg_dealloc;
+    }
     static void mg_install_traverse(PyTypeObject *t, int (*extra)(PyObject *, visitproc, void *)) {
         if (t->tp_traverse == mg_traverse) return;
         mg_orig_traverse = t->tp_traverse;
@@ -837,6 +848,7 @@ cdef extern from *:
     """
     ctypedef int (*visitproc)(PyObject*, void*) noexcept
     void mg_install_traverse(PyTypeObject* t, int (*extra)(PyObject*, visitproc, void*) noexcept)
+    void mg_install_dealloc(PyTypeObject* t, void (*release)(PyObject*) noexcept)
 
 
 cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
@@ -856,6 +868,19 @@ cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
 
 
 mg_install_traverse(<PyTypeObject*>Value, _traverse_pins)
+
+
+cdef void _release_handle(PyObject* o) noexcept:
+    # o is dying (refcount 0): touch it only through the borrowed pointer, never as an object
+    cdef NodeC* n = (<Value>o).c
+    if n != NULL:
+        (<Value>o).c = NULL
+        n.handle = NULL
+        n.flags &= ~F_PINNED
+        node_decref(n)
+
+
+mg_install_dealloc(<PyTypeObject*>Value, _release_handle)
 
 
 def _rebuild(data, grad, label):
