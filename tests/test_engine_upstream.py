@@ -584,3 +584,67 @@ def test_constant_leaves_get_their_grad(engine):
     (five,) = [p for p in z._prev if p is not y]
     assert (two.data, two.grad) == (2.0, 3.0)
     assert (five.data, five.grad) == (5.0, 1.0)
+
+
+def test_op_and_label_are_writable_and_stay_with_the_node(engine):
+    # upstream's _op and label are plain attributes; draw_dot reads them off _prev's handles
+    Value = engine.Value
+    a = Value(2.0)
+    c = a * 2.0
+    c._op = "times"
+    c.label = "c"
+    d = c + 1.0
+    del c
+    gc.collect()
+    (c2,) = [k for k in d._prev if k._prev]
+    assert (c2._op, c2.label) == ("times", "c")
+    d.backward()
+    assert a.grad == 2.0  # renaming the op does not change its rule
+
+
+def test_arena_grows_during_backward(engine):
+    # a user-defined op that builds and backpropagates a big graph inside the outer sweep:
+    # the outer sweep's order must survive the arena growing (and being reused) under it
+    Value = engine.Value
+    a, b = Value(0.2), Value(0.5)
+    out = Value(0.04, _children=(a,), _op="sq")
+    inner = []
+
+    def _backward():
+        x = Value(1.0)
+        for _ in range(100_000):
+            x = x * 1.0000001 + 0.1
+        x.backward()
+        inner.append(x)
+        a.grad += 2 * a.data * out.grad
+    out._backward = _backward
+    y = (out * b + a * b).tanh() * 1e-3
+    y.backward()
+    t = math.tanh(0.04 * 0.5 + 0.2 * 0.5)
+    assert close(a.grad, 1e-3 * (1 - t * t) * (0.5 * 2 * 0.2 + 0.5), 1e-14)
+    assert close(b.grad, 1e-3 * (1 - t * t) * (0.04 + 0.2), 1e-14)
+    assert inner[0].data > 1.0
+    del inner[:]
+
+
+def test_handles_dropped_during_backward(engine):
+    # a user-defined op's _backward drops the last handle on a child and collects: the node
+    # is still in the graph being swept, so its grad must still flow down
+    Value = engine.Value
+    a = Value(2.0)
+    x = Value(1.0)
+    for _ in range(1000):
+        x = x * 1.0 + 0.5
+    holder = {"big": x * a}
+    del x
+    out = Value(holder["big"].data, _children=(holder["big"],), _op="id")
+
+    def _backward():
+        y0 = holder.pop("big")
+        y0.grad += out.grad
+        del y0
+        gc.collect()
+    out._backward = _backward
+    r = out * 2.0
+    r.backward()
+    assert a.grad == 2.0 * (1.0 + 0.5 * 1000)
