@@ -421,14 +421,17 @@ def plot(rows, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
     except ImportError:
         return ("--plot needs matplotlib, which is not installed: "
                 "pip install matplotlib (or pip install -e '.[bench]'); no chart written")
     groups = []
     for r in rows:
         key = (r["workload"], r["metric"])
-        if r["unit"] == "B" or r["stats"] is None:
+        if r["unit"] == "B" or (r["stats"] is None and not r["status"]):
             continue
+        if r["stats"] is not None and r["stats"]["median"] <= 0:
+            continue  # nothing to draw on a log scale
         if not groups or groups[-1][0] != key:
             groups.append((key, []))
         groups[-1][1].append(r)
@@ -439,20 +442,30 @@ def plot(rows, path):
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 2.4 * nrow), squeeze=False)
     for ax, ((wl, metric), rs) in zip(axes.flat, groups):
-        unit = rs[0]["unit"]
+        drawn = [r for r in rs if r["stats"]]
+        if not drawn:
+            ax.axis("off")
+            continue
+        unit = drawn[0]["unit"]
         scale, label = (1e3, "ms") if unit == "s" else (1.0, unit)
-        if unit == "s" and max(r["stats"]["median"] for r in rs) < 1e-3:
+        if unit == "s" and max(r["stats"]["median"] for r in drawn) < 1e-3:
             scale, label = 1e6, "µs"
         names = [r["impl"] for r in rs]
-        vals = [r["stats"]["median"] * scale for r in rs]
+        vals = [r["stats"]["median"] * scale if r["stats"] else 0.0 for r in rs]
         ax.barh(names, vals, color=[colors.get(n, "#555") for n in names])
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        lo = min(v for v in vals if v > 0)
+        for y, r in enumerate(rs):
+            if not r["stats"]:  # e.g. upstream's RecursionError
+                ax.text(lo, y, f" {r['status']}", va="center", fontsize=7, color="#a00")
         ax.invert_yaxis()
         ax.set_title(f"{wl}: {metric}", fontsize=9)
         ax.set_xlabel(f"{label} (log scale, lower is better)", fontsize=8)
         ax.tick_params(labelsize=8)
         for y, v in enumerate(vals):
-            ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+            if v > 0:
+                ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     fig.suptitle("micrograd, compiled: benchmarks (medians)", fontsize=11)
