@@ -15,12 +15,11 @@ class Value:
     data: float
     grad: float
     label: str
+    _op: str  # writable, as upstream's attribute
     _backward: Callable[[], None]
 
     def __init__(self, data: _Number, _children: Iterable[Value] = (), _op: str = "",
                  label: str = "") -> None: ...
-    @property
-    def _op(self) -> str: ...
     @property
     def _prev(self) -> set[Value]: ...
     def __add__(self, other: _Operand) -> Value: ...
