@@ -75,7 +75,8 @@ static Py_ssize_t mg_topo(NodeC *root, uint32_t ep, NodeC **order,
             continue;
         }
         order[count++] = n;
-        if (++tick == check_every) {
+        tick += 1 + (Py_ssize_t)nk;  /* work, not nodes: a fused node of 10^4 children counts so */
+        if (tick >= check_every) {
             tick = 0;
             if (PyErr_CheckSignals() < 0) { *pstack = stack; *pcap = cap; return -2; }
         }
@@ -137,7 +138,8 @@ static Py_ssize_t mg_sweep(NodeC **order, Py_ssize_t hi, Py_ssize_t check_every)
         NodeC *n = order[i];
         if (n->op == OP_CUSTOM) return i;
         mg_local(n);
-        if (++tick == check_every) {
+        tick += 1 + (Py_ssize_t)n->n;
+        if (tick >= check_every) {
             tick = 0;
             if (PyErr_CheckSignals() < 0) return -2;
         }
