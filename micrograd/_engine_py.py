@@ -398,6 +398,13 @@ def _params_check(params: Sequence[Value]) -> None:
             raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
 
 
+def _pack(params: Iterable[Value]) -> tuple:
+    """The parameters, checked once, for the optimizer kernels (the compiled engine holds nodes)."""
+    ps = tuple(params)
+    _params_check(ps)
+    return ps
+
+
 def _zero_grad(params: Sequence[Value]) -> None:
     """Set .grad = 0.0 on every Value of the sequence."""
     _params_check(params)

@@ -43,10 +43,12 @@ class Optimizer:
             # a repeated parameter would be stepped twice per step()
             raise ValueError("some parameters appear more than once in params")
         self.params = params
+        # checked once and held by the engine: each step is then one C loop, no Python per weight
+        self._pack = _impl._pack(params)
 
     def zero_grad(self) -> None:
         """zero_grad() -> None: set .grad = 0.0 on every parameter."""
-        _impl._zero_grad(self.params)
+        _impl._zero_grad(self._pack)
 
     def step(self) -> None:
         """step() -> None: update every parameter from its .grad."""
@@ -72,7 +74,7 @@ class SGD(Optimizer):
     def step(self) -> None:
         """step() -> None: one SGD update of every parameter (one engine call)."""
         lr = _nonneg(self.lr, "learning rate")
-        _impl._sgd_step(self.params, lr, self.momentum, self.weight_decay, self._buf, self._started)
+        _impl._sgd_step(self._pack, lr, self.momentum, self.weight_decay, self._buf, self._started)
         self._started = True
 
     def __repr__(self) -> str:
@@ -112,7 +114,7 @@ class Adam(Optimizer):
         """step() -> None: one Adam update of every parameter (one engine call)."""
         lr = _nonneg(self.lr, "learning rate")
         self.t += 1
-        _impl._adam_step(self.params, lr, self.betas[0], self.betas[1], self.eps,
+        _impl._adam_step(self._pack, lr, self.betas[0], self.betas[1], self.eps,
                          self.weight_decay, self._m, self._v, self.t)
 
     def __repr__(self) -> str:

@@ -572,6 +572,12 @@ cdef class Value:
             return _pow_text(n)
         return _OP_TEXT[n.op]
 
+    @_op.setter
+    def _op(self, value):
+        _node(self)
+        self._opstr = value
+        _mark_heavy(self)
+
     @property
     def _prev(self):
         """The set of this node's children (the same handles while they live)."""
@@ -1043,34 +1049,76 @@ def _layer(ws, bs, x, act):
     return out
 
 
-cdef list _param_nodes(object params):
-    if type(params) is not list and type(params) is not tuple:
-        params = list(params)
-    for p in params:
+@cython.final
+cdef class _Params:
+    """A fixed list of parameters for the optimizer kernels: their nodes, held for its lifetime."""
+    cdef NodeC** nodes
+    cdef Py_ssize_t n
+    cdef tuple values
+
+    def __cinit__(self):
+        self.nodes = NULL
+        self.n = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            node_decref(self.nodes[i])
+        PyMem_Free(self.nodes)
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __reduce__(self):
+        return (_pack, (list(self.values),))
+
+
+def _pack(params):
+    """The parameters as a _Params: checked once, so each optimizer step is a plain C loop."""
+    cdef _Params pk = _Params.__new__(_Params)
+    cdef tuple vals = tuple(params)
+    cdef Py_ssize_t i, m = len(vals)
+    for p in vals:
         if not isinstance(p, Value):
             raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
         _node(<Value>p)
-    return list(params) if type(params) is tuple else params
+    pk.nodes = <NodeC**>PyMem_Malloc((m if m else 1) * sizeof(NodeC*))
+    if pk.nodes == NULL:
+        raise MemoryError()
+    for i in range(m):
+        pk.nodes[i] = _hold((<Value>vals[i]).c)
+    pk.n = m
+    pk.values = vals
+    return pk
+
+
+cdef _Params _as_params(object params):
+    if type(params) is _Params:
+        return <_Params>params
+    return <_Params>_pack(params)
 
 
 def _zero_grad(params):
-    """Set .grad = 0.0 on every Value of the sequence."""
-    cdef list ps = _param_nodes(params)
+    """Set .grad = 0.0 on every Value of the sequence (or _Params)."""
+    cdef _Params pk = _as_params(params)
     cdef Py_ssize_t i
-    for i in range(len(ps)):
-        (<Value>PyList_GET_ITEM(ps, i)).c.grad = 0.0
+    for i in range(pk.n):
+        pk.nodes[i].grad = 0.0
 
 
 def _sgd_step(params, double lr, double momentum, double weight_decay, double[::1] buf, bint started):
     """PyTorch's SGD: g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf."""
-    cdef list ps = _param_nodes(params)
-    cdef Py_ssize_t i, m = len(ps)
+    cdef _Params pk = _as_params(params)
+    cdef Py_ssize_t i, m = pk.n
     cdef NodeC* p
     cdef double g
     if momentum != 0.0 and buf.shape[0] < m:
         raise ValueError(f"momentum buffer holds {buf.shape[0]} values for {m} parameters")
     for i in range(m):
-        p = (<Value>PyList_GET_ITEM(ps, i)).c
+        p = pk.nodes[i]
         g = p.grad
         if weight_decay != 0.0:
             g = g + weight_decay * p.data
@@ -1084,8 +1132,8 @@ def _sgd_step(params, double lr, double momentum, double weight_decay, double[::
 def _adam_step(params, double lr, double beta1, double beta2, double eps, double weight_decay,
                double[::1] m, double[::1] v, long t):
     """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
-    cdef list ps = _param_nodes(params)
-    cdef Py_ssize_t i, k = len(ps)
+    cdef _Params pk = _as_params(params)
+    cdef Py_ssize_t i, k = pk.n
     cdef NodeC* p
     cdef double g, denom
     cdef double bc1 = 1.0 - _fpow(beta1, <double>t)
@@ -1095,7 +1143,7 @@ def _adam_step(params, double lr, double beta1, double beta2, double eps, double
     if m.shape[0] < k or v.shape[0] < k:
         raise ValueError(f"Adam state holds {min(m.shape[0], v.shape[0])} values for {k} parameters")
     for i in range(k):
-        p = (<Value>PyList_GET_ITEM(ps, i)).c
+        p = pk.nodes[i]
         g = p.grad
         if weight_decay != 0.0:
             g = g + weight_decay * p.data
