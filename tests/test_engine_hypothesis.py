@@ -152,6 +152,9 @@ def run(engine, program):
         except Exception as e:  # noqa: BLE001
             out.append(("raised", type(e).__name__))
     out.append(("end", [(fbits(v.data), fbits(v.grad), v._op, len(v._prev)) for v in regs]))
+    # what draw_dot would show one level down: every child's data, grad and op (constants too)
+    out.append(("children", [sorted((fbits(k.data), fbits(k.grad), k._op) for k in v._prev)
+                             for v in regs]))
     return out
 
 

@@ -648,3 +648,27 @@ def test_handles_dropped_during_backward(engine):
     r = out * 2.0
     r.backward()
     assert a.grad == 2.0 * (1.0 + 0.5 * 1000)
+
+
+def test_constant_leaves_accumulate_like_upstream(engine):
+    # a constant's grad is accumulated by each backward() like any other child's, from the
+    # data and grads as they were during that sweep (not recomputed from today's values)
+    Value = engine.Value
+    a = Value(2.0)
+    y = a + 3.0
+    z = a * 3.0
+    (three_y,) = [p for p in y._prev if p is not a]
+    assert three_y.grad == 0.0 and math.copysign(1.0, three_y.grad) == 1.0
+    del three_y
+    y.backward()
+    y.backward()
+    z.backward()
+    a.data = 10.0
+    z.backward()
+    (three_y,) = [p for p in y._prev if p is not a]
+    (three_z,) = [p for p in z._prev if p is not a]
+    assert three_y.grad == 2.0
+    assert three_z.grad == 2.0 + 10.0
+    z.grad = 100.0  # writing the parent's grad does not rewrite the children's
+    (three_z,) = [p for p in z._prev if p is not a]
+    assert three_z.grad == 12.0
