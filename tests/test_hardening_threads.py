@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gc
 import math
+import os
 import random
 import sys
 import threading
@@ -130,8 +131,8 @@ def test_scalar_graphs_in_threads_match_one_thread(engine, fast_switching):
 
 
 def test_nn_training_in_threads_matches_one_thread(fast_switching):
-    from micrograd import _engine as E
     from micrograd.engine import IMPLEMENTATION
+    from micrograd.engine import _impl as E
 
     seeds = list(range(THREADS))
     base = _settle(E)
@@ -145,7 +146,7 @@ def test_nn_training_in_threads_matches_one_thread(fast_switching):
 
 def test_mixed_threads_scalar_nn_and_garbage_collection(fast_switching):
     """Training, scalar graphs and a thread that keeps collecting garbage, all at once."""
-    from micrograd import _engine as E
+    from micrograd.engine import _impl as E
 
     stop = threading.Event()
 
@@ -166,15 +167,29 @@ def test_mixed_threads_scalar_nn_and_garbage_collection(fast_switching):
     assert got[0] == got[2] == want_sc
 
 
+@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
+                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
 def test_compiled_module_asks_for_the_gil():
-    """Cython's default: the module does not declare free-threading support (Py_MOD_GIL_USED)."""
+    """The module declares Py_MOD_GIL_USED: a free-threaded CPython re-enables the GIL on import.
+
+    The engine's arena (free list, slabs, counters, backward's buffers, the no_grad flag) is
+    process-global and unlocked; the GIL is what makes threads safe.
+    """
     import sysconfig
 
     from micrograd import _engine as E
 
-    if sysconfig.get_config_var("Py_GIL_DISABLED"):
-        # on a free-threaded build the import re-enabled the GIL (unless PYTHON_GIL=0 forced it off)
-        import os
-        if os.environ.get("PYTHON_GIL") != "0":
-            assert sys._is_gil_enabled()
     assert E.IMPLEMENTATION == "compiled"
+    if sysconfig.get_config_var("Py_GIL_DISABLED") and os.environ.get("PYTHON_GIL") != "0":
+        assert sys._is_gil_enabled(), "free-threaded build: importing the engine must enable the GIL"
+    c_file = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src", "_engine.c")
+    if not os.path.exists(c_file):  # a wheel's test run: no generated C beside the tests
+        return
+    with open(c_file) as f:
+        text = f.read()
+    # Cython emits three defines: directive true, directive false, and the default when the
+    # C macro CYTHON_FREETHREADING_COMPATIBLE is not set; the default is the one a build uses
+    defines = [line.split()[-1] for line in text.splitlines()
+               if line.startswith("#define __Pyx_FREETHREADING_COMPATIBLE ")]
+    assert defines and defines[-1] == "Py_MOD_GIL_USED", defines
+    assert "{Py_mod_gil, __Pyx_FREETHREADING_COMPATIBLE}" in text
