@@ -18,6 +18,11 @@ if [ ! -e "$LIBASAN" ]; then
     exit 2
 fi
 
+if ! "$PY" -c "import Cython, setuptools" 2>/dev/null; then
+    echo "sanitize.sh: needs Cython and setuptools in $PY (pip install 'Cython>=3.0.8' setuptools)" >&2
+    exit 2
+fi
+
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/micrograd-sanitize.XXXXXX")
 [ -n "${KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT
 echo "sanitize.sh: scratch copy in $WORK"
