@@ -29,27 +29,46 @@ struct NodeC {
     union { double aux; void *kids; } u;   /* ADDC/MULC/POWC constant; DOT/CUSTOM children */
     union {
         struct { NodeC *a, *b; };           /* inline children; a links the free list */
+        struct { NodeC *a_; double cgrad; };/* ADDC/MULC: the grad upstream's constant Value
+                                               would hold (b is free: one child only) */
         NodeC *k2[2];
     };
     PyObject *handle;  /* borrowed: the live Value, or NULL; links the dead stack on release */
     uint32_t refcnt;   /* 1 for a live handle + 1 per parent link (+ short internal holds) */
-    uint32_t epoch;    /* last backward() that visited this node */
-    uint32_t n;        /* number of children */
-    uint8_t op;
+    uint16_t epoch;    /* last backward() that visited this node (mod 2**16; reset on wrap) */
+    uint8_t op;        /* the number of children follows from op; DOT/CUSTOM store it in u.kids */
     uint8_t flags;
 };
+
+/* 56 bytes a node: seven 8-byte words */
+typedef char mg_node_is_56_bytes[sizeof(NodeC) == 56 ? 1 : -1];
+
+static const uint8_t MG_ARITY[OP_CUSTOM + 1] = {
+    0, 2, 2, 1, 1, 1, 2, 1, 1, 1, 1, 1, 0, 0  /* LEAF ADD MUL ADDC MULC POWC POW RELU..SIGMOID */
+};
+
+/* DOT and CUSTOM own an array [count, kid0, kid1, ...] in u.kids */
+static inline NodeC **mg_kids_new(uint32_t count) {
+    NodeC **arr = (NodeC **)PyMem_Malloc(((size_t)count + 1) * sizeof(NodeC *));
+    if (arr) arr[0] = (NodeC *)(uintptr_t)count;
+    return arr;
+}
 
 typedef struct { NodeC *node; uint32_t i; } FrameC;
 
 static inline NodeC **mg_kids(NodeC *n) {
-    return n->op >= OP_DOT ? (NodeC **)n->u.kids : n->k2;
+    return n->op >= OP_DOT ? (NodeC **)n->u.kids + 1 : n->k2;
+}
+
+static inline uint32_t mg_nkids(NodeC *n) {
+    return n->op >= OP_DOT ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
 }
 
 /* Post-order DFS from root, children in operand order, each node once (epoch marks); plain
  * leaves are skipped since they have no local rule. order must hold every live node.
  * Returns the count, -1 if the stack could not grow (no exception set), -2 on a signal
  * (exception set by PyErr_CheckSignals). */
-static Py_ssize_t mg_topo(NodeC *root, uint32_t ep, NodeC **order,
+static Py_ssize_t mg_topo(NodeC *root, uint16_t ep, NodeC **order,
                           FrameC **pstack, Py_ssize_t *pcap, Py_ssize_t check_every) {
     FrameC *stack = *pstack;
     Py_ssize_t cap = *pcap, sp = 0, count = 0, tick = 0;
@@ -57,7 +76,7 @@ static Py_ssize_t mg_topo(NodeC *root, uint32_t ep, NodeC **order,
     uint32_t k = 0, nk;
     root->epoch = ep;
     for (;;) {
-        nk = n->n;
+        nk = mg_nkids(n);
         kids = mg_kids(n);
         for (; k < nk; k++) {
             c = kids[k];
@@ -103,8 +122,8 @@ static inline void mg_local(NodeC *n) {
     switch (n->op) {
     case OP_ADD: a->grad += g; b->grad += g; break;
     case OP_MUL: a->grad += b->data * g; b->grad += a->data * g; break;
-    case OP_ADDC: a->grad += g; break;
-    case OP_MULC: a->grad += n->u.aux * g; break;
+    case OP_ADDC: a->grad += g; n->cgrad += g; break;
+    case OP_MULC: a->grad += n->u.aux * g; n->cgrad += a->data * g; break;
     case OP_POWC: k = n->u.aux; a->grad += (k * mg_bpow(a->data, k - 1.0)) * g; break;
     case OP_POW:
         a->grad += (b->data * mg_bpow(a->data, b->data - 1.0)) * g;
@@ -116,9 +135,9 @@ static inline void mg_local(NodeC *n) {
     case OP_LOG: a->grad += (1.0 / a->data) * g; break;
     case OP_SIGMOID: a->grad += (n->data * (1.0 - n->data)) * g; break;
     case OP_DOT:
-        kids = (NodeC **)n->u.kids;
+        kids = mg_kids(n);
         kids[0]->grad += g;
-        m = (n->n - 1) / 2;
+        m = (mg_nkids(n) - 1) / 2;
         for (i = 0; i < m; i++) {
             a = kids[1 + 2 * i];
             b = kids[2 + 2 * i];
@@ -138,7 +157,7 @@ static Py_ssize_t mg_sweep(NodeC **order, Py_ssize_t hi, Py_ssize_t check_every)
         NodeC *n = order[i];
         if (n->op == OP_CUSTOM) return i;
         mg_local(n);
-        tick += 1 + (Py_ssize_t)n->n;
+        tick += 1 + (Py_ssize_t)mg_nkids(n);
         if (tick >= check_every) {
             tick = 0;
             if (PyErr_CheckSignals() < 0) return -2;

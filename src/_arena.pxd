@@ -1,6 +1,6 @@
 # The node arena's contract, defined in _arena.h: op codes, flags, the node struct, hot loops.
 from cpython.object cimport PyObject
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
 
 
 cdef extern from "_arena.h":
@@ -12,7 +12,7 @@ cdef extern from "_arena.h":
 
     ctypedef union AuxC:
         double aux       # the constant of ADDC / MULC / POWC
-        void* kids       # DOT / CUSTOM: owned array of n NodeC*
+        void* kids       # DOT / CUSTOM: owned array [count, kid0, kid1, ...] (mg_kids_new)
 
     ctypedef struct NodeC:
         double data
@@ -20,18 +20,22 @@ cdef extern from "_arena.h":
         AuxC u
         NodeC* a         # first child; next free node while on the free list
         NodeC* b         # second child
+        double cgrad     # ADDC/MULC (in b's place): the grad of the constant, as upstream's Value
         PyObject* handle # borrowed: this node's live Value, or NULL; next dead node on release
         uint32_t refcnt  # 1 for a live handle + 1 per parent link (+ short internal holds)
-        uint32_t epoch   # last backward() that visited this node
-        uint32_t n       # number of children
-        uint8_t op
+        uint16_t epoch   # last backward() that visited this node (mod 2**16)
+        uint8_t op       # the number of children follows from it (mg_nkids)
         uint8_t flags
 
     ctypedef struct FrameC:
         NodeC* node
         uint32_t i
 
-    Py_ssize_t mg_topo(NodeC* root, uint32_t ep, NodeC** order, FrameC** pstack,
+    const uint8_t* MG_ARITY
+    NodeC** mg_kids_new(uint32_t count)
+    NodeC** mg_kids(NodeC* n)
+    uint32_t mg_nkids(NodeC* n)
+    Py_ssize_t mg_topo(NodeC* root, uint16_t ep, NodeC** order, FrameC** pstack,
                        Py_ssize_t* pcap, Py_ssize_t check_every)
     void mg_local(NodeC* n)
     Py_ssize_t mg_sweep(NodeC** order, Py_ssize_t hi, Py_ssize_t check_every)

@@ -12,7 +12,7 @@ from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free
 from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign, INFINITY, NAN
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t
 from libc.string cimport memset
 
 from _arena cimport *
@@ -32,7 +32,7 @@ cdef extern from "Python.h":
 # The arena: slabs of nodes, a free list, and iterative release.
 
 cdef enum:
-    SLAB_NODES = 8192          # 512 KiB a slab
+    SLAB_NODES = 8192          # 448 KiB a slab of 56-byte nodes
     SIGNAL_EVERY = 1 << 20     # nodes between checks for Ctrl-C in long sweeps
 
 cdef NodeC* _free_list = NULL
@@ -45,7 +45,7 @@ cdef Py_ssize_t _live = 0
 cdef Py_ssize_t _limit = -1      # test hook: most nodes the arena may hold (-1: no limit)
 cdef NodeC* _dead = NULL         # nodes whose count reached zero, linked through .handle
 cdef bint _draining = False
-cdef uint32_t _epoch = 0
+cdef uint16_t _epoch = 0
 cdef bint _grad_enabled = True
 
 
@@ -92,16 +92,13 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     n.handle = NULL
     n.refcnt = 0
     n.epoch = 0
-    n.n = 0
     n.op = op
     n.flags = 0
     return n
 
 
 cdef inline NodeC* node_kid(NodeC* n, uint32_t i) noexcept:
-    if n.op >= OP_DOT:
-        return (<NodeC**>n.u.kids)[i]
-    return n.a if i == 0 else n.b
+    return mg_kids(n)[i]
 
 
 cdef inline void _pin(NodeC* n) noexcept:
@@ -128,16 +125,15 @@ cdef void _drain() noexcept:
         n = _dead
         _dead = <NodeC*>n.handle
         if n.op >= OP_DOT:
-            kids = <NodeC**>n.u.kids
-            for i in range(n.n):
+            kids = mg_kids(n)
+            for i in range(mg_nkids(n)):
                 node_decref(kids[i])
-            PyMem_Free(kids)
-        elif n.n >= 1:
+            PyMem_Free(n.u.kids)
+        elif n.op != OP_LEAF:
             node_decref(n.a)
-            if n.n == 2:
+            if MG_ARITY[n.op] == 2:
                 node_decref(n.b)
         n.op = OP_LEAF
-        n.n = 0
         n.handle = NULL
         n.a = _free_list
         _free_list = n
@@ -268,7 +264,6 @@ cdef inline NodeC* _mk1(uint8_t op, double data, NodeC* a) except NULL:
         return node_new(OP_LEAF, data)
     n = node_new(op, data)
     n.a = a
-    n.n = 1
     node_link(a)
     return n
 
@@ -280,7 +275,6 @@ cdef inline NodeC* _mk2(uint8_t op, double data, NodeC* a, NodeC* b) except NULL
     n = node_new(op, data)
     n.a = a
     n.b = b
-    n.n = 2
     node_link(a)
     node_link(b)
     return n
@@ -327,12 +321,9 @@ cdef int _materialize(NodeC* n) except -1:
     cdef NodeC* leaf
     if n.op == OP_ADDC or n.op == OP_MULC:
         leaf = node_new(OP_LEAF, n.u.aux)
-        # the grad upstream's constant Value would hold: what backward has sent it so far
-        # (exact after one backward; after several, the sum is regrouped for MULC)
-        leaf.grad = n.grad if n.op == OP_ADDC else n.a.data * n.grad
+        leaf.grad = n.cgrad  # what backward has sent the constant so far, as upstream
         n.u.aux = 0.0
         n.b = leaf
-        n.n = 2
         n.op = OP_ADD if n.op == OP_ADDC else OP_MUL
         node_link(leaf)
     return 0
@@ -392,7 +383,7 @@ cdef void _reset_epochs() noexcept:
             _slabs[s][i].epoch = 0
 
 
-cdef uint32_t _next_epoch() noexcept:
+cdef uint16_t _next_epoch() noexcept:
     global _epoch
     _epoch += 1
     if _epoch == 0:  # wrapped: no node may look visited
@@ -409,7 +400,7 @@ cdef int _backward(NodeC* root) except -1:
     cdef FrameC* stack
     cdef Py_ssize_t stack_cap
     cdef Py_ssize_t count, i
-    cdef uint32_t ep = _next_epoch()
+    cdef uint16_t ep = _next_epoch()
     cdef bint nested = _backward_depth > 0
     if nested:
         order = NULL; order_cap = 0; stack = NULL; stack_cap = 0
@@ -492,7 +483,7 @@ cdef class Value:
         if not _grad_enabled:
             kids = []
         if kids:
-            arr = <NodeC**>PyMem_Malloc(len(kids) * sizeof(NodeC*))
+            arr = mg_kids_new(<uint32_t>len(kids))
             if arr == NULL:
                 raise MemoryError()
             try:
@@ -501,10 +492,9 @@ cdef class Value:
                 PyMem_Free(arr)
                 raise
             n.u.kids = arr
-            n.n = len(kids)
             for i in range(len(kids)):
-                arr[i] = (<Value>kids[i]).c
-                node_link(arr[i])
+                arr[1 + i] = (<Value>kids[i]).c
+                node_link(arr[1 + i])
         else:
             n = node_new(OP_LEAF, d)
         if self.c != NULL:  # __init__ called again: let go of the old node
@@ -585,7 +575,7 @@ cdef class Value:
         cdef uint32_t i
         _materialize(n)
         out = set()
-        for i in range(n.n):
+        for i in range(mg_nkids(n)):
             out.add(_wrap(node_kid(n, i)))
         return out
 
@@ -617,11 +607,11 @@ cdef class Value:
                 self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
             _materialize(n)
             if n.op != OP_DOT:
-                arr = <NodeC**>PyMem_Malloc((n.n if n.n else 1) * sizeof(NodeC*))
+                arr = mg_kids_new(mg_nkids(n))
                 if arr == NULL:
                     raise MemoryError()
-                for i in range(n.n):
-                    arr[i] = node_kid(n, i)
+                for i in range(mg_nkids(n)):
+                    arr[1 + i] = node_kid(n, i)
                 n.a = NULL
                 n.b = NULL
                 n.u.kids = arr
@@ -864,7 +854,7 @@ cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
     cdef int r
     if n == NULL:
         return 0
-    for i in range(n.n):
+    for i in range(mg_nkids(n)):
         k = node_kid(n, i)
         if (k.flags & F_PINNED) and k.refcnt == 2 and k.handle != NULL:
             r = visit(k.handle, arg)
@@ -951,6 +941,7 @@ cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t a
     cdef double acc = b.data
     cdef NodeC* wi
     cdef NodeC** arr = NULL
+    cdef NodeC** base
     cdef NodeC* n
     cdef NodeC* out
     cdef Py_ssize_t i
@@ -961,9 +952,10 @@ cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t a
             acc = acc + _pnode(items[i]).data * xs[i].data
         n = node_new(OP_LEAF, acc)
     else:
-        arr = <NodeC**>PyMem_Malloc((2 * nin + 1) * sizeof(NodeC*))
-        if arr == NULL:
+        base = mg_kids_new(<uint32_t>(2 * nin + 1))
+        if base == NULL:
             raise MemoryError()
+        arr = base + 1  # kids: b, w0, x0, w1, x1, ...
         try:
             for i in range(nin):
                 wi = _pnode(items[i])
@@ -972,11 +964,10 @@ cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t a
                 acc = acc + wi.data * xs[i].data
             n = node_new(OP_DOT, acc)
         except BaseException:
-            PyMem_Free(arr)
+            PyMem_Free(base)
             raise
         arr[0] = b
-        n.u.kids = arr
-        n.n = <uint32_t>(2 * nin + 1)
+        n.u.kids = base
         for i in range(2 * nin + 1):
             node_link(arr[i])
     if act == OP_LEAF:
@@ -1176,4 +1167,4 @@ def _set_node_limit(limit):
 def _set_epoch(e):
     """Test hook: set the backward epoch counter (to exercise its wrap-around)."""
     global _epoch
-    _epoch = <uint32_t>e
+    _epoch = <uint16_t>(e & 0xFFFF)
