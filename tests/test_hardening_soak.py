@@ -40,13 +40,13 @@ def test_soak_training_memory_flat_and_speed_steady():
     rss_after_warmup = None
     gc.collect()
     for step in range(steps):
-        t = time.perf_counter()
+        t = time.process_time()  # CPU time: another process on a busy machine does not count
         scores = [model(x) for x in X]
         loss = losses.hinge(scores, Y) + 1e-4 * losses.l2(model.parameters())
         opt.zero_grad()
         loss.backward()
         opt.step()
-        times.append(time.perf_counter() - t)
+        times.append(time.process_time() - t)
         if step == warmup:
             gc.collect()
             rss_after_warmup = rss_bytes()
@@ -60,7 +60,9 @@ def test_soak_training_memory_flat_and_speed_steady():
     print(f"\nsoak: {steps} steps, {sum(times):.1f} s, RSS growth after warm-up {growth / 2**20:.2f} MiB, "
           f"median step first {first * 1e6:.0f} us, last {last * 1e6:.0f} us (ratio {last / first:.2f})")
     assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over {steps - warmup} steps"
-    # a ratio within one run (not a timed threshold): a leak that slows each step shows here
-    assert last <= 1.5 * first, f"last steps {last / first:.2f}x slower than the first"
+    # a ratio within one run (not a timed threshold): a leak that slows each step shows here;
+    # not under ASan, whose quarantine of freed memory makes late allocations slower by itself
+    if not os.environ.get("MICROGRAD_SANITIZED"):
+        assert last <= 1.5 * first, f"last steps {last / first:.2f}x slower than the first"
     if live:
         assert max(live[1:]) == min(live[1:]), f"live nodes drift between steps: {live}"
