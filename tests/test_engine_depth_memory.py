@@ -335,3 +335,28 @@ def test_deep_custom_chain_frees_without_crashing(engine):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.split() == ["ok", "3.0"]
+
+
+def test_many_backward_calls(engine):
+    # engines may mark visited nodes with a small wrapping counter: a graph left alone for
+    # exactly one full turn of it (2**16, 2**32 ...) must still be swept completely
+    V = engine.Value
+    x = V(3.0)
+    g1 = x * x + x  # x reached twice in one sweep: visited once, grads from both parents
+    other = V(1.0)
+    g2 = other * 2.0
+    g1.backward()
+    assert x.grad == 7.0
+    for _ in range(2**16 - 1):
+        g2.backward()
+    x.grad = 0.0
+    g1.backward()  # now exactly 2**16 sweeps after the first
+    sq = [k for k in g1._prev if k._op == "*"][0]
+    assert sq.grad == 2.0 and x.grad == 2 * 3.0 * 2.0 + 1.0
+    for _ in range(2**16 + 1):
+        g2.backward()
+    assert other.grad == 2.0 * (2 * 2**16)
+    x.grad = 0.0
+    sq.grad = 0.0
+    g1.backward()
+    assert x.grad == 7.0
