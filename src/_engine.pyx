@@ -286,11 +286,49 @@ cdef inline NodeC* _mkc(uint8_t op, double data, NodeC* a, double aux) except NU
     return n
 
 
+cdef inline bint _pins_below(NodeC* n) noexcept:
+    # a handle over a pinned child (a user-defined op's output) may sit in a cycle through that
+    # op's closure: the GC must see it to follow the chain (see _traverse_pins)
+    if n.op == OP_LEAF or n.op >= OP_DOT:
+        return False
+    if n.a.flags & F_PINNED:
+        return True
+    return MG_ARITY[n.op] == 2 and (n.b.flags & F_PINNED) != 0
+
+
+cdef extern from *:
+    """
+    /* Recycled Value handles: a plain handle that dies is kept here (untracked, its object
+     * fields still None) and handed out again by _wrap, skipping allocation and GC bookkeeping. */
+    #define MG_VFREE_CAP 1024
+    static PyObject *mg_vfree[MG_VFREE_CAP];
+    static int mg_nvfree = 0;
+    static PyObject *mg_value_alloc(PyTypeObject *t) {
+        PyObject *o;
+        if (mg_nvfree == 0) return NULL;
+        o = mg_vfree[--mg_nvfree];
+        return PyObject_Init(o, t);  /* refcount 1, not tracked by the GC */
+    }
+    """
+    PyObject* mg_value_alloc(PyTypeObject* t)
+
+
 cdef Value _wrap(NodeC* n):
     """The node's handle: its live one, or a new one (which counts as one reference)."""
     cdef Value v
+    cdef PyObject* p
     if n.handle != NULL:
         return <Value>n.handle
+    p = mg_value_alloc(<PyTypeObject*>Value)
+    if p != NULL:
+        v = <Value>p
+        Py_DECREF(v)  # the cast took a second reference; v now owns the only one
+        v.c = n
+        n.handle = p
+        n.refcnt += 1
+        if _pins_below(n):
+            PyObject_GC_Track(v)
+        return v
     try:
         v = Value.__new__(Value)
     except BaseException:
@@ -298,7 +336,8 @@ cdef Value _wrap(NodeC* n):
             n.refcnt = 1
             node_decref(n)
         raise
-    PyObject_GC_UnTrack(v)  # plain handles cannot be in a cycle; keep them out of the GC
+    if not _pins_below(n):
+        PyObject_GC_UnTrack(v)  # plain handles cannot be in a cycle; keep them out of the GC
     v.c = n
     n.handle = <PyObject*>v
     n.refcnt += 1
@@ -824,15 +863,25 @@ cdef extern from *:
     static void (*mg_release)(PyObject *) = NULL;
     /* Value's tp_dealloc: give the node back first, then Cython's own dealloc. (A __dealloc__
      * would make Cython save and restore the error state on every handle's death.) */
+    static PyTypeObject *mg_value_type = NULL;
+    static int (*mg_light)(PyObject *) = NULL;
     static void mg_dealloc(PyObject *o) {
         PyObject_GC_UnTrack(o);  /* releasing may run Python code: no GC visit of a dying object */
         mg_release(o);
+        if (Py_TYPE(o) == mg_value_type && mg_nvfree < MG_VFREE_CAP && mg_light(o)
+                && *(PyObject **)((char *)o + mg_value_type->tp_weaklistoffset) == NULL) {
+            mg_vfree[mg_nvfree++] = o;  /* recycled by _wrap */
+            return;
+        }
         mg_orig_dealloc(o);
     }
-    static void mg_install_dealloc(PyTypeObject *t, void (*release)(PyObject *)) {
+    static void mg_install_dealloc(PyTypeObject *t, void (*release)(PyObject *),
+                                   int (*light)(PyObject *)) {
         if (t->tp_dealloc == mg_dealloc) return;
         mg_orig_dealloc = t->tp_dealloc;
         mg_release = release;
+        mg_light = light;
+        mg_value_type = t;
         t->tp_dealloc = mg_dealloc;
     }
     static void mg_install_traverse(PyTypeObject *t, int (*extra)(PyObject *, visitproc, void *)) {
@@ -844,7 +893,8 @@ cdef extern from *:
     """
     ctypedef int (*visitproc)(PyObject*, void*) noexcept
     void mg_install_traverse(PyTypeObject* t, int (*extra)(PyObject*, visitproc, void*) noexcept)
-    void mg_install_dealloc(PyTypeObject* t, void (*release)(PyObject*) noexcept)
+    void mg_install_dealloc(PyTypeObject* t, void (*release)(PyObject*) noexcept,
+                            int (*light)(PyObject*) noexcept)
 
 
 cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
@@ -876,7 +926,12 @@ cdef void _release_handle(PyObject* o) noexcept:
         node_decref(n)
 
 
-mg_install_dealloc(<PyTypeObject*>Value, _release_handle)
+cdef int _is_light(PyObject* o) noexcept:
+    # no Python state on the handle: it can be recycled as it is
+    return (<Value>o)._label is None and (<Value>o)._opstr is None and (<Value>o)._bw is None
+
+
+mg_install_dealloc(<PyTypeObject*>Value, _release_handle, _is_light)
 
 
 def _rebuild(data, grad, label):
