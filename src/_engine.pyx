@@ -1,5 +1,5 @@
-"""The compiled engine: Value handles over a node arena, iterative backward, fused nn kernels."""
 # cython: freethreading_compatible = False
+"""The compiled engine: Value handles over a node arena, iterative backward, fused nn kernels."""
 
 cimport cython
 from cpython.object cimport PyObject, PyTypeObject
@@ -33,7 +33,7 @@ cdef extern from "Python.h":
 
 cdef enum:
     SLAB_NODES = 8192          # 448 KiB a slab of 56-byte nodes
-    SIGNAL_EVERY = 1 << 20     # nodes between checks for Ctrl-C in long sweeps
+    SIGNAL_EVERY = 1 << 18     # work (a node plus its children) between checks for Ctrl-C
 
 cdef NodeC* _free_list = NULL
 cdef NodeC* _bump = NULL
