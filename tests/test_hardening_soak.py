@@ -62,7 +62,9 @@ def test_soak_training_memory_flat_and_speed_steady():
     assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over {steps - warmup} steps"
     # a ratio within one run (not a timed threshold): a leak that slows each step shows here;
     # not under ASan, whose quarantine of freed memory makes late allocations slower by itself
-    if not os.environ.get("MICROGRAD_SANITIZED"):
+    # and only on the compiled engine: the pure one's steps are Python objects in closure cycles,
+    # whose cost follows the cyclic GC's generations, not the engine
+    if not os.environ.get("MICROGRAD_SANITIZED") and IMPLEMENTATION == "compiled":
         assert last <= 1.5 * first, f"last steps {last / first:.2f}x slower than the first"
     if live:
         assert max(live[1:]) == min(live[1:]), f"live nodes drift between steps: {live}"
