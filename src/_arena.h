@@ -19,7 +19,8 @@ enum {
 enum {
     F_HEAVY = 1,   /* the handle carries Python state (label, _op text, _backward) */
     F_PINNED = 2,  /* the node holds a strong reference to its handle */
-    F_INTEXP = 4   /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
+    F_INTEXP = 4,  /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
+    F_WLEAVES = 8  /* OP_DOT: every weight was a plain leaf when made, as of leaf generation b */
 };
 
 typedef struct NodeC NodeC;
@@ -69,16 +70,20 @@ static inline uint32_t mg_nkids(NodeC *n) {
  * Returns the count, -1 if the stack could not grow (no exception set), -2 on a signal
  * (exception set by PyErr_CheckSignals). */
 static Py_ssize_t mg_topo(NodeC *root, uint16_t ep, NodeC **order,
-                          FrameC **pstack, Py_ssize_t *pcap, Py_ssize_t check_every) {
+                          FrameC **pstack, Py_ssize_t *pcap, Py_ssize_t check_every,
+                          uintptr_t leafgen) {
     FrameC *stack = *pstack;
     Py_ssize_t cap = *pcap, sp = 0, count = 0, tick = 0;
     NodeC *n = root, **kids, *c;
-    uint32_t k = 0, nk;
+    uint32_t k = 0, nk, step;
     root->epoch = ep;
     for (;;) {
         nk = mg_nkids(n);
         kids = mg_kids(n);
-        for (; k < nk; k++) {
+        /* a fused node whose weights are all still plain leaves: visit b and the inputs only
+         * (kids are b, w0, x0, w1, x1, ...), without touching the weights' memory */
+        step = (n->op == OP_DOT && (n->flags & F_WLEAVES) && (uintptr_t)n->b == leafgen) ? 2 : 1;
+        for (; k < nk; k += step) {
             c = kids[k];
             if (c->epoch != ep && c->op != OP_LEAF) break;
         }
@@ -89,7 +94,7 @@ static Py_ssize_t mg_topo(NodeC *root, uint16_t ep, NodeC **order,
                 stack = p; cap = 2 * cap + 1024;
             }
             c->epoch = ep;
-            stack[sp].node = n; stack[sp].i = k + 1; sp++;
+            stack[sp].node = n; stack[sp].i = k + step; sp++;
             n = c; k = 0;
             continue;
         }

@@ -1,6 +1,6 @@
 # The node arena's contract, defined in _arena.h: op codes, flags, the node struct, hot loops.
 from cpython.object cimport PyObject
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
 
 
 cdef extern from "_arena.h":
@@ -8,7 +8,7 @@ cdef extern from "_arena.h":
         OP_LEAF, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW
         OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID, OP_DOT, OP_CUSTOM
     enum:
-        F_HEAVY, F_PINNED, F_INTEXP
+        F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES
 
     ctypedef union AuxC:
         double aux       # the constant of ADDC / MULC / POWC
@@ -36,6 +36,6 @@ cdef extern from "_arena.h":
     NodeC** mg_kids(NodeC* n)
     uint32_t mg_nkids(NodeC* n)
     Py_ssize_t mg_topo(NodeC* root, uint16_t ep, NodeC** order, FrameC** pstack,
-                       Py_ssize_t* pcap, Py_ssize_t check_every)
+                       Py_ssize_t* pcap, Py_ssize_t check_every, uintptr_t leafgen)
     void mg_local(NodeC* n)
     Py_ssize_t mg_sweep(NodeC** order, Py_ssize_t hi, Py_ssize_t check_every)

@@ -12,7 +12,7 @@ from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free
 from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign, INFINITY, NAN
-from libc.stdint cimport uint8_t, uint16_t, uint32_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
 from libc.string cimport memset
 
 from _arena cimport *
@@ -47,6 +47,7 @@ cdef NodeC* _dead = NULL         # nodes whose count reached zero, linked throug
 cdef bint _draining = False
 cdef uint16_t _epoch = 0
 cdef bint _grad_enabled = True
+cdef uintptr_t _leafgen = 0     # moves on whenever a leaf becomes a user-defined op
 
 
 cdef NodeC* _arena_grow() except NULL:
@@ -105,6 +106,13 @@ cdef inline void _pin(NodeC* n) noexcept:
     # a handle with Python state must outlive its node's last parent, not its last user
     n.flags |= F_PINNED
     Py_INCREF(<object>n.handle)
+
+
+cdef inline void node_link_n(NodeC* n, uint32_t k) noexcept:
+    """n gains k parents."""
+    n.refcnt += k
+    if (n.flags & (F_HEAVY | F_PINNED)) == F_HEAVY and n.handle != NULL:
+        _pin(n)
 
 
 cdef inline void node_link(NodeC* n) noexcept:
@@ -388,6 +396,11 @@ cdef void _mark_heavy(Value v) noexcept:
         _pin(n)
 
 
+cdef void _leafgen_bump() noexcept:
+    global _leafgen
+    _leafgen += 1
+
+
 def _noop():
     return None
 
@@ -455,7 +468,7 @@ cdef int _backward(NodeC* root) except -1:
             if order == NULL:
                 raise MemoryError("micrograd: no memory for backward's work buffers")
             order_cap = _live + 1024
-        count = mg_topo(root, ep, order, &stack, &stack_cap, SIGNAL_EVERY)
+        count = mg_topo(root, ep, order, &stack, &stack_cap, SIGNAL_EVERY, _leafgen)
         if count == -1:
             raise MemoryError("micrograd: no memory for backward's work buffers")
         if count == -2:
@@ -641,6 +654,8 @@ cdef class Value:
         if isinstance(fn, _LocalBackward) and (<_LocalBackward>fn).v is self:
             return  # assigning a node's own rule back: nothing changes
         if n.op != OP_CUSTOM:
+            if n.op == OP_LEAF:
+                _leafgen_bump()
             # becomes a user-defined op over the same children, with the same _op text
             if self._opstr is None:
                 self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
@@ -991,9 +1006,15 @@ cdef inline NodeC* _pnode(PyObject* o) except NULL:
     return (<Value>o).c
 
 
-cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t act):
-    """act(b + sum(w_i * x_i)): one dot node (summed left to right, b first) and its activation."""
+cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t act,
+                     Py_ssize_t* dots):
+    """act(b + sum(w_i * x_i)): one dot node (summed left to right, b first) and its activation.
+
+    The caller has already counted this node's links to xs (_layer links every input once per
+    neuron up front); *dots counts the dot nodes made, so the caller can undo unused links.
+    """
     cdef double acc = b.data
+    cdef bint leaves = True
     cdef NodeC* wi
     cdef NodeC** arr = NULL
     cdef NodeC** base
@@ -1017,14 +1038,22 @@ cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t a
                 arr[1 + 2 * i] = wi
                 arr[2 + 2 * i] = xs[i]
                 acc = acc + wi.data * xs[i].data
+                leaves = leaves and wi.op == OP_LEAF
             n = node_new(OP_DOT, acc)
         except BaseException:
             PyMem_Free(base)
             raise
+        dots[0] += 1
         arr[0] = b
         n.u.kids = base
-        for i in range(2 * nin + 1):
-            node_link(arr[i])
+        node_link(b)
+        for i in range(nin):
+            node_link(arr[1 + 2 * i])
+        if leaves:
+            # every weight a plain leaf: backward's DFS may skip them, until some leaf anywhere
+            # becomes a user-defined op (_leafgen moves on and this mark no longer holds)
+            n.flags |= F_WLEAVES
+            n.b = <NodeC*><uintptr_t>_leafgen
     if act == OP_LEAF:
         return _wrap(n)
     _hold(n)
@@ -1048,7 +1077,7 @@ def _dot(b, w, x):
 def _layer(ws, bs, x, act):
     """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
     cdef uint8_t code
-    cdef Py_ssize_t nin, nout, j, i, made = 0
+    cdef Py_ssize_t nin, nout, j, i, made = 0, linked = 0, dots = 0
     cdef NodeC** xs = NULL
     cdef NodeC* bn
     cdef list out
@@ -1080,6 +1109,11 @@ def _layer(ws, bs, x, act):
             else:
                 raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             made += 1
+        if _grad_enabled and nout > 0:
+            # every neuron links every input: count those links once here, not per weight
+            for i in range(nin):
+                node_link_n(xs[i], <uint32_t>nout)
+            linked = nout
         for j in range(nout):
             row = ws[j]
             if type(row) is not list and type(row) is not tuple:
@@ -1087,8 +1121,11 @@ def _layer(ws, bs, x, act):
             if len(row) != nin:
                 raise ValueError(f"expected {len(row)} inputs, got {nin}")
             bn = _pnode(<PyObject*>bs[j])
-            out.append(_dot_node(bn, row, xs, nin, code))
+            out.append(_dot_node(bn, row, xs, nin, code, &dots))
     finally:
+        if linked > dots:  # an error part-way: give back the links no dot node took
+            for i in range(nin):
+                xs[i].refcnt -= <uint32_t>(linked - dots)  # stays >= 1: our hold is still there
         for i in range(made):
             node_decref(xs[i])
         PyMem_Free(xs)
