@@ -54,11 +54,15 @@ class EnginesInLockstep(RuleBasedStateMachine):
         self.base = self.C._live_nodes()
 
     def settled_live_nodes(self, target: int = -1) -> int:
-        # custom ops form reference cycles through the arena: a few passes free them all
-        # (stop early once the count is where it should be: collections are not free)
-        for _ in range(3):
-            if self.C._live_nodes() == target:
+        # custom ops form reference cycles through the arena: stacked on each other through
+        # intermediate results whose handles are gone, they free one level per collection
+        # (README); collect until the count stops falling (stop early once it is where it should be)
+        last = -1
+        for _ in range(50):
+            now = self.C._live_nodes()
+            if now == target or now == last:
                 break
+            last = now
             gc.collect()
         return self.C._live_nodes()
 

@@ -59,7 +59,9 @@ def test_soak_training_memory_flat_and_speed_steady():
     last = statistics.median(times[-window:])
     print(f"\nsoak: {steps} steps, {sum(times):.1f} s, RSS growth after warm-up {growth / 2**20:.2f} MiB, "
           f"median step first {first * 1e6:.0f} us, last {last * 1e6:.0f} us (ratio {last / first:.2f})")
-    assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over {steps - warmup} steps"
+    # not under ASan: its quarantine holds freed memory back by design (up to 256 MiB)
+    if not os.environ.get("MICROGRAD_SANITIZED"):
+        assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over {steps - warmup} steps"
     # a ratio within one run (not a timed threshold): a leak that slows each step shows here;
     # not under ASan, whose quarantine of freed memory makes late allocations slower by itself
     # and only on the compiled engine: the pure one's steps are Python objects in closure cycles,
