@@ -6,19 +6,15 @@ from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_Check
 from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
-from cpython.list cimport PyList_New, PyList_SET_ITEM, PyList_GET_ITEM, PyList_GET_SIZE
-from cpython.tuple cimport PyTuple_GET_ITEM, PyTuple_GET_SIZE
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free
-from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign, INFINITY, NAN
+from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
-from libc.string cimport memset
 
 from _arena cimport *
 
 import numbers as _numbers
-from array import array as _array
 
 IMPLEMENTATION = "compiled"
 
@@ -26,7 +22,6 @@ cdef extern from "Python.h":
     void PyObject_GC_Track(object)
     void PyObject_GC_UnTrack(object)
     bint PyObject_GC_IsTracked(object)
-    bint PyIndex_Check(object)
 
 # ---------------------------------------------------------------------------------------------
 # The arena: slabs of nodes, a free list, and iterative release.
@@ -117,9 +112,7 @@ cdef inline void node_link_n(NodeC* n, uint32_t k) noexcept:
 
 cdef inline void node_link(NodeC* n) noexcept:
     """n gains a parent."""
-    n.refcnt += 1
-    if (n.flags & (F_HEAVY | F_PINNED)) == F_HEAVY and n.handle != NULL:
-        _pin(n)
+    node_link_n(n, 1)
 
 
 cdef void _drain() noexcept:
@@ -566,12 +559,7 @@ cdef class Value:
             _mark_heavy(self)
 
     cdef void _release(self) noexcept:
-        cdef NodeC* n = self.c
-        self.c = NULL
-        n.handle = NULL
-        if n.flags & F_PINNED:  # cannot happen for a dying handle; keep the count right anyway
-            n.flags &= ~F_PINNED
-        node_decref(n)
+        _release_handle(<PyObject*>self)
 
     # -- attributes ---------------------------------------------------------------------------
 
