@@ -1,6 +1,8 @@
 """The pure-Python engine: the readable statement of the semantics and the test oracle."""
 from __future__ import annotations
 
+import heapq
+import itertools
 import math
 import numbers
 from array import array
@@ -74,10 +76,13 @@ def _noop() -> None:
     return None
 
 
+_made = itertools.count()  # numbers every Value in the order it was made (Value._seq)
+
+
 class Value:
     """ stores a single scalar value and its gradient """
 
-    __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "__weakref__")
+    __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "_seq", "__weakref__")
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: str = "", label: Any = "") -> None:
@@ -94,6 +99,7 @@ class Value:
         self._op = _op
         self.label = label
         self._backward: Callable[[], None] = _noop
+        self._seq = next(_made)  # creation order: children always come before their parents
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "data" or name == "grad":
@@ -114,6 +120,7 @@ class Value:
         object.__setattr__(out, "grad", 0.0)
         object.__setattr__(out, "label", "")
         object.__setattr__(out, "_backward", _noop)
+        object.__setattr__(out, "_seq", next(_made))
         if _grad_enabled[0]:
             object.__setattr__(out, "_children", children)
             object.__setattr__(out, "_op", op)
@@ -240,26 +247,27 @@ class Value:
 
     def backward(self) -> None:
         """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
-        # topological order of all of the children in the graph, children in operand order,
-        # iterative so that depth is unbounded
-        topo = []
-        visited = {self}
-        stack = [(self, 0)]
-        while stack:
-            v, i = stack[-1]
-            if i < len(v._children):
-                stack[-1] = (v, i + 1)
-                child = v._children[i]
-                if child not in visited:
-                    visited.add(child)
-                    stack.append((child, 0))
-            else:
-                stack.pop()
-                topo.append(v)
-
-        # go one variable at a time and apply the chain rule to get its gradient
+        # children are always made before their parents, so taking the reachable nodes newest
+        # first is a topological order (a heap, so depth is unbounded); leaves have no rule,
+        # except one the user gave a _backward: those run last, in the order they were reached
         self.grad = 1.0
-        for v in reversed(topo):
+        if not self._children:
+            self._backward()
+            return
+        marked = {self}
+        heap = [(-self._seq, self)]
+        late = []
+        while heap:
+            v = heapq.heappop(heap)[1]
+            v._backward()
+            for child in v._children:
+                if child not in marked:
+                    marked.add(child)
+                    if child._children:
+                        heapq.heappush(heap, (-child._seq, child))
+                    elif child._backward is not _noop:
+                        late.append(child)
+        for v in late:
             v._backward()
 
     def __neg__(self) -> "Value":  # -self

@@ -20,8 +20,16 @@ enum {
     F_HEAVY = 1,   /* the handle carries Python state (label, _op text, _backward) */
     F_PINNED = 2,  /* the node holds a strong reference to its handle */
     F_INTEXP = 4,  /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
-    F_WLEAVES = 8  /* OP_DOT: every weight was a plain leaf when made, as of leaf generation b */
+    F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when made, as of leaf generation b */
+    F_LATE = 16    /* a leaf given a _backward: a user-defined op with no children, not on the
+                      tape (made before its parents' rules run, it is run after all of them) */
 };
+
+/* The tape: every op node's arena index, in the order the nodes were made. A node's children
+ * are always made before it, so the tape read backwards is a topological order. */
+#define MG_SLAB_SHIFT 13
+#define MG_SLAB_NODES (1 << MG_SLAB_SHIFT)
+#define MG_NODE(slabs, idx) ((slabs)[(idx) >> MG_SLAB_SHIFT] + ((idx) & (MG_SLAB_NODES - 1)))
 
 typedef struct NodeC NodeC;
 struct NodeC {
@@ -36,7 +44,7 @@ struct NodeC {
     };
     PyObject *handle;  /* borrowed: the live Value, or NULL; links the dead stack on release */
     uint32_t refcnt;   /* 1 for a live handle + 1 per parent link (+ short internal holds) */
-    uint16_t epoch;    /* last backward() that visited this node (mod 2**16; reset on wrap) */
+    uint16_t epoch;    /* marked by the backward() of that number (mod 2**16), 0 once it ran */
     uint8_t op;        /* the number of children follows from op; DOT/CUSTOM store it in u.kids */
     uint8_t flags;
 };
@@ -55,60 +63,12 @@ static inline NodeC **mg_kids_new(uint32_t count) {
     return arr;
 }
 
-typedef struct { NodeC *node; uint32_t i; } FrameC;
-
 static inline NodeC **mg_kids(NodeC *n) {
     return n->op >= OP_DOT ? (NodeC **)n->u.kids + 1 : n->k2;
 }
 
 static inline uint32_t mg_nkids(NodeC *n) {
     return n->op >= OP_DOT ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
-}
-
-/* Post-order DFS from root, children in operand order, each node once (epoch marks); plain
- * leaves are skipped since they have no local rule. order must hold every live node.
- * Returns the count, -1 if the stack could not grow (no exception set), -2 on a signal
- * (exception set by PyErr_CheckSignals). */
-static Py_ssize_t mg_topo(NodeC *root, uint16_t ep, NodeC **order,
-                          FrameC **pstack, Py_ssize_t *pcap, Py_ssize_t check_every,
-                          uintptr_t leafgen) {
-    FrameC *stack = *pstack;
-    Py_ssize_t cap = *pcap, sp = 0, count = 0, tick = 0;
-    NodeC *n = root, **kids, *c;
-    uint32_t k = 0, nk, step;
-    root->epoch = ep;
-    for (;;) {
-        nk = mg_nkids(n);
-        kids = mg_kids(n);
-        /* a fused node whose weights are all still plain leaves: visit b and the inputs only
-         * (kids are b, w0, x0, w1, x1, ...), without touching the weights' memory */
-        step = (n->op == OP_DOT && (n->flags & F_WLEAVES) && (uintptr_t)n->b == leafgen) ? 2 : 1;
-        for (; k < nk; k += step) {
-            c = kids[k];
-            if (c->epoch != ep && c->op != OP_LEAF) break;
-        }
-        if (k < nk) {  /* descend into c */
-            if (sp == cap) {
-                FrameC *p = (FrameC *)PyMem_RawRealloc(stack, (size_t)(2 * cap + 1024) * sizeof(FrameC));
-                if (!p) { *pstack = stack; *pcap = cap; return -1; }
-                stack = p; cap = 2 * cap + 1024;
-            }
-            c->epoch = ep;
-            stack[sp].node = n; stack[sp].i = k + step; sp++;
-            n = c; k = 0;
-            continue;
-        }
-        order[count++] = n;
-        tick += 1 + (Py_ssize_t)nk;  /* work, not nodes: a fused node of 10^4 children counts so */
-        if (tick >= check_every) {
-            tick = 0;
-            if (PyErr_CheckSignals() < 0) { *pstack = stack; *pcap = cap; return -2; }
-        }
-        if (sp == 0) break;
-        sp--; n = stack[sp].node; k = stack[sp].i;
-    }
-    *pstack = stack; *pcap = cap;
-    return count;
 }
 
 static inline double mg_bpow(double x, double y) { return pow(x, y); }
@@ -119,26 +79,77 @@ static inline double mg_blog(double x, double out) {
     return NAN;
 }
 
-/* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python). */
-static inline void mg_local(NodeC *n) {
+#if defined(__GNUC__) || defined(__clang__)
+#define MG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define MG_PREFETCH_W(p) __builtin_prefetch((p), 1)
+#elif defined(_MSC_VER)
+#define MG_ALWAYS_INLINE static __forceinline
+#define MG_PREFETCH_W(p) ((void)0)
+#else
+#define MG_ALWAYS_INLINE static inline
+#define MG_PREFETCH_W(p) ((void)0)
+#endif
+
+/* backward() as one pass down the tape: the root is marked, and each marked node met applies
+ * its local rule and marks its children; it ends when no marked node is left below. Nodes made
+ * after the root, dead ones and stale entries (a slot freed and reused, whose newer entry sits
+ * higher) are not marked and cost one look each. A processed node's mark is cleared, so a stale
+ * entry below can never run it twice.
+ *
+ * A user-defined op (Python) must not run while the pass holds the tape, so from the first one
+ * on, the pass only marks and collects nodes into order[0..count) for the caller to run; leaves
+ * given a _backward (F_LATE) are collected at the far end of order (order[cap-1], order[cap-2]...)
+ * and run last. The pass stops after about `budget` units of work (a node plus its children) so
+ * the caller can check for Ctrl-C; it returns 1 when done. */
+typedef struct {
+    Py_ssize_t pos;       /* next tape entry to look at */
+    Py_ssize_t pending;   /* marked nodes not yet met */
+    uintptr_t leafgen;
+    NodeC **order;        /* room for every live node */
+    Py_ssize_t cap, count, nlate;
+    uint16_t ep;
+    int collecting;
+} MgScan;
+
+/* mark child c for the pass s (a plain leaf has no rule: it is never marked) */
+MG_ALWAYS_INLINE void mg_mark(MgScan *s, NodeC *c, Py_ssize_t *pending) {
+    if (c->epoch != s->ep && c->op != OP_LEAF) {
+        c->epoch = s->ep;
+        if (c->flags & F_LATE)
+            s->order[s->cap - 1 - s->nlate++] = c;
+        else
+            (*pending)++;
+    }
+}
+
+/* a fused node whose weights are all still plain leaves: its weights need no marks (kids are
+ * b, w0, x0, w1, x1, ...), so the pass does not touch their memory for that */
+MG_ALWAYS_INLINE int mg_weights_plain(NodeC *n, uintptr_t leafgen) {
+    return (n->flags & F_WLEAVES) && (uintptr_t)n->b == leafgen;
+}
+
+/* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
+ * s != NULL the marks of its children for the pass s. Written once for both uses. */
+MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, Py_ssize_t *pending) {
     double g = n->grad, k;
     NodeC *a = n->a, *b = n->b, **kids;
     uint32_t i, m;
+    int plain;
     switch (n->op) {
-    case OP_ADD: a->grad += g; b->grad += g; break;
-    case OP_MUL: a->grad += b->data * g; b->grad += a->data * g; break;
-    case OP_ADDC: a->grad += g; n->cgrad += g; break;
-    case OP_MULC: a->grad += n->u.aux * g; n->cgrad += a->data * g; break;
-    case OP_POWC: k = n->u.aux; a->grad += (k * mg_bpow(a->data, k - 1.0)) * g; break;
+    case OP_ADD: a->grad += g; b->grad += g; goto two;
+    case OP_MUL: a->grad += b->data * g; b->grad += a->data * g; goto two;
+    case OP_ADDC: a->grad += g; n->cgrad += g; goto one;
+    case OP_MULC: a->grad += n->u.aux * g; n->cgrad += a->data * g; goto one;
+    case OP_POWC: k = n->u.aux; a->grad += (k * mg_bpow(a->data, k - 1.0)) * g; goto one;
     case OP_POW:
         a->grad += (b->data * mg_bpow(a->data, b->data - 1.0)) * g;
         b->grad += mg_blog(a->data, n->data) * g;
-        break;
-    case OP_RELU: a->grad += n->data > 0.0 ? g : 0.0; break;
-    case OP_TANH: a->grad += (1.0 - n->data * n->data) * g; break;
-    case OP_EXP: a->grad += n->data * g; break;
-    case OP_LOG: a->grad += (1.0 / a->data) * g; break;
-    case OP_SIGMOID: a->grad += (n->data * (1.0 - n->data)) * g; break;
+        goto two;
+    case OP_RELU: a->grad += n->data > 0.0 ? g : 0.0; goto one;
+    case OP_TANH: a->grad += (1.0 - n->data * n->data) * g; goto one;
+    case OP_EXP: a->grad += n->data * g; goto one;
+    case OP_LOG: a->grad += (1.0 / a->data) * g; goto one;
+    case OP_SIGMOID: a->grad += (n->data * (1.0 - n->data)) * g; goto one;
     case OP_DOT:
         kids = mg_kids(n);
         kids[0]->grad += g;
@@ -149,26 +160,72 @@ static inline void mg_local(NodeC *n) {
             a->grad += b->data * g;
             b->grad += a->data * g;
         }
-        break;
-    default: break;
+        if (s) {
+            plain = mg_weights_plain(n, s->leafgen);
+            mg_mark(s, kids[0], pending);
+            for (i = 0; i < m; i++) {
+                if (!plain)
+                    mg_mark(s, kids[1 + 2 * i], pending);
+                mg_mark(s, kids[2 + 2 * i], pending);
+            }
+        }
+        return;
+    default: return;
     }
+two:
+    if (s) { mg_mark(s, a, pending); mg_mark(s, b, pending); }
+    return;
+one:
+    if (s) mg_mark(s, a, pending);
 }
 
-/* Sweep order[hi-1] down to order[0]; stops at a CUSTOM node and returns its index (the caller
- * runs it and resumes below it), or -1 when done, or -2 on a signal (exception set). */
-static Py_ssize_t mg_sweep(NodeC **order, Py_ssize_t hi, Py_ssize_t check_every) {
-    Py_ssize_t i, tick = 0;
-    for (i = hi - 1; i >= 0; i--) {
-        NodeC *n = order[i];
-        if (n->op == OP_CUSTOM) return i;
-        mg_local(n);
-        tick += 1 + (Py_ssize_t)mg_nkids(n);
-        if (tick >= check_every) {
-            tick = 0;
-            if (PyErr_CheckSignals() < 0) return -2;
-        }
+static void mg_local(NodeC *n) { mg_rule(n, NULL, NULL); }
+
+/* the marks alone, for nodes whose rule the caller runs later */
+static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
+    NodeC **kids = mg_kids(n);
+    uint32_t k, nk = mg_nkids(n), step = n->op == OP_DOT && mg_weights_plain(n, s->leafgen) ? 2 : 1;
+    for (k = 0; k < nk; k += step)
+        mg_mark(s, kids[k], pending);
+}
+
+#define MG_AHEAD 16  /* entries looked up ahead: the nodes' loads start early (power of two) */
+
+static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssize_t budget) {
+    Py_ssize_t i = s->pos, pending = s->pending, work = 0, j;
+    const uint16_t ep = s->ep;
+    NodeC *n, *ahead[MG_AHEAD];
+    for (j = 0; j < MG_AHEAD && i - j >= 0; j++) {
+        ahead[(i - j) & (MG_AHEAD - 1)] = MG_NODE(slabs, tape[i - j]);
+        MG_PREFETCH_W(ahead[(i - j) & (MG_AHEAD - 1)]);
     }
-    return -1;
+    while (pending > 0 && i >= 0) {
+        n = ahead[i & (MG_AHEAD - 1)];
+        if (i >= MG_AHEAD) {
+            NodeC *p = MG_NODE(slabs, tape[i - MG_AHEAD]);
+            ahead[i & (MG_AHEAD - 1)] = p;
+            MG_PREFETCH_W(p);
+        }
+        i--;
+        if (n->epoch != ep || (n->flags & F_LATE))
+            continue;
+        n->epoch = 0;
+        pending--;
+        if (n->op == OP_CUSTOM)
+            s->collecting = 1;
+        if (s->collecting) {
+            mg_mark_kids(s, n, &pending);
+            s->order[s->count++] = n;
+        } else {
+            mg_rule(n, s, &pending);
+        }
+        work += n->op >= OP_DOT ? 1 + (Py_ssize_t)mg_nkids(n) : 3;
+        if (work >= budget)
+            break;
+    }
+    s->pos = i;
+    s->pending = pending;
+    return pending == 0 || i < 0;
 }
 
 #endif

@@ -8,7 +8,8 @@ cdef extern from "_arena.h":
         OP_LEAF, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW
         OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID, OP_DOT, OP_CUSTOM
     enum:
-        F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES
+        F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES, F_LATE
+        MG_SLAB_SHIFT, MG_SLAB_NODES
 
     ctypedef union AuxC:
         double aux       # the constant of ADDC / MULC / POWC
@@ -23,19 +24,23 @@ cdef extern from "_arena.h":
         double cgrad     # ADDC/MULC (in b's place): the grad of the constant, as upstream's Value
         PyObject* handle # borrowed: this node's live Value, or NULL; next dead node on release
         uint32_t refcnt  # 1 for a live handle + 1 per parent link (+ short internal holds)
-        uint16_t epoch   # last backward() that visited this node (mod 2**16)
+        uint16_t epoch   # marked by the backward() of that number (mod 2**16), 0 once it ran
         uint8_t op       # the number of children follows from it (mg_nkids)
         uint8_t flags
 
-    ctypedef struct FrameC:
-        NodeC* node
-        uint32_t i
+    ctypedef struct MgScan:
+        Py_ssize_t pos       # next tape entry to look at
+        Py_ssize_t pending   # marked nodes not yet met
+        uintptr_t leafgen
+        NodeC** order        # room for every live node: collected nodes, late leaves at the end
+        Py_ssize_t cap, count, nlate
+        uint16_t ep
+        int collecting
 
     const uint8_t* MG_ARITY
     NodeC** mg_kids_new(uint32_t count)
     NodeC** mg_kids(NodeC* n)
     uint32_t mg_nkids(NodeC* n)
-    Py_ssize_t mg_topo(NodeC* root, uint16_t ep, NodeC** order, FrameC** pstack,
-                       Py_ssize_t* pcap, Py_ssize_t check_every, uintptr_t leafgen)
+    NodeC* MG_NODE(NodeC** slabs, uint32_t idx)
     void mg_local(NodeC* n)
-    Py_ssize_t mg_sweep(NodeC** order, Py_ssize_t hi, Py_ssize_t check_every)
+    int mg_scan(MgScan* s, const uint32_t* tape, NodeC** slabs, Py_ssize_t budget)

@@ -27,8 +27,9 @@ cdef extern from "Python.h":
 # The arena: slabs of nodes, a free list, and iterative release.
 
 cdef enum:
-    SLAB_NODES = 8192          # 448 KiB a slab of 56-byte nodes
+    SLAB_NODES = MG_SLAB_NODES # 8192: 448 KiB a slab of 56-byte nodes
     SIGNAL_EVERY = 1 << 18     # work (a node plus its children) between checks for Ctrl-C
+    TAPE_MIN = 4096            # the tape's first capacity, in entries
 
 cdef NodeC* _free_list = NULL
 cdef NodeC* _bump = NULL
@@ -43,34 +44,135 @@ cdef bint _draining = False
 cdef uint16_t _epoch = 0
 cdef bint _grad_enabled = True
 cdef uintptr_t _leafgen = 0     # moves on whenever a leaf becomes a user-defined op
+# slabs sorted by address, to find a node's arena index (slab << MG_SLAB_SHIFT | offset)
+cdef NodeC** _by_addr = NULL
+cdef uint32_t* _by_addr_no = NULL
+cdef NodeC* _last_slab = NULL    # the slab of the last lookup, and its number
+cdef uint32_t _last_no = 0
+# the tape (see _arena.h): op nodes' arena indices in the order they were made
+cdef uint32_t* _tape = NULL
+cdef Py_ssize_t _tape_len = 0
+cdef Py_ssize_t _tape_cap = 0
+cdef Py_ssize_t _live_ops = 0    # live nodes with an entry (op nodes that are not F_LATE)
+cdef Py_ssize_t _tape_dead = 0   # such nodes released since the last compaction
+cdef Py_ssize_t _tape_compactions = 0
+cdef int _scanning = 0           # a backward pass holds the tape: it may grow, not be compacted
 
 
 cdef NodeC* _arena_grow() except NULL:
-    global _bump, _bump_end, _slabs, _cap_slabs, _nslabs
+    global _bump, _bump_end, _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no
     cdef NodeC* slab
     cdef NodeC** slabs
+    cdef uint32_t* nos
+    cdef Py_ssize_t i, cap
+    if _nslabs >= (1 << (32 - MG_SLAB_SHIFT)) - 1:
+        raise MemoryError("micrograd: the node arena is full (2**32 nodes)")
     if _nslabs == _cap_slabs:
-        slabs = <NodeC**>PyMem_RawRealloc(_slabs, (2 * _cap_slabs + 8) * sizeof(NodeC*))
+        cap = 2 * _cap_slabs + 8
+        slabs = <NodeC**>PyMem_RawRealloc(_slabs, cap * sizeof(NodeC*))
         if slabs == NULL:
             raise MemoryError("micrograd: the node arena cannot grow")
         _slabs = slabs
-        _cap_slabs = 2 * _cap_slabs + 8
+        slabs = <NodeC**>PyMem_RawRealloc(_by_addr, cap * sizeof(NodeC*))
+        if slabs == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _by_addr = slabs
+        nos = <uint32_t*>PyMem_RawRealloc(_by_addr_no, cap * sizeof(uint32_t))
+        if nos == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _by_addr_no = nos
+        _cap_slabs = cap
     slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
     if slab == NULL:
         raise MemoryError("micrograd: the node arena cannot grow")
     _slabs[_nslabs] = slab
+    i = _nslabs  # insertion into the address-sorted table (slabs are few: 8192 nodes each)
+    while i > 0 and _by_addr[i - 1] > slab:
+        _by_addr[i] = _by_addr[i - 1]
+        _by_addr_no[i] = _by_addr_no[i - 1]
+        i -= 1
+    _by_addr[i] = slab
+    _by_addr_no[i] = <uint32_t>_nslabs
     _nslabs += 1
     _bump = slab + 1
     _bump_end = slab + SLAB_NODES
     return slab
 
 
+cdef uint32_t _index_slow(NodeC* n) noexcept:
+    global _last_slab, _last_no
+    cdef Py_ssize_t lo = 0, hi = _nslabs, mid
+    while hi - lo > 1:  # the last slab starting at or below n
+        mid = (lo + hi) // 2
+        if _by_addr[mid] <= n:
+            lo = mid
+        else:
+            hi = mid
+    _last_slab = _by_addr[lo]
+    _last_no = _by_addr_no[lo]
+    return (_last_no << MG_SLAB_SHIFT) | <uint32_t>(n - _last_slab)
+
+
+cdef inline uint32_t node_index(NodeC* n) noexcept:
+    """n's arena index: its slab's number and its offset in the slab."""
+    if _last_slab <= n and n < _last_slab + SLAB_NODES:
+        return (_last_no << MG_SLAB_SHIFT) | <uint32_t>(n - _last_slab)
+    return _index_slow(n)
+
+
+cdef int _tape_make_room() except -1:
+    """Room for one more entry: drop dead and stale entries if that frees enough, else grow."""
+    global _tape, _tape_cap
+    cdef uint32_t* t
+    cdef Py_ssize_t cap
+    if _tape_len and _tape_dead >= _tape_len // 2 and not _scanning:  # worth a pass
+        _tape_compact()
+        if _tape_len <= _tape_cap // 2:
+            return 0
+    cap = max(2 * _tape_cap, TAPE_MIN)
+    t = <uint32_t*>PyMem_RawRealloc(_tape, cap * sizeof(uint32_t))
+    if t == NULL:
+        raise MemoryError("micrograd: the tape cannot grow")
+    _tape = t
+    _tape_cap = cap
+    return 0
+
+
+cdef void _tape_compact() noexcept:
+    """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go."""
+    global _tape_len, _tape_dead, _tape_compactions
+    cdef uint16_t ep = _next_epoch()  # marks 'newer entry seen'; no pass is running (_scanning)
+    cdef Py_ssize_t i, j = 0
+    cdef NodeC* n
+    i = _tape_len - 1
+    while i >= 0:
+        n = MG_NODE(_slabs, _tape[i])
+        if n.op == OP_LEAF or (n.flags & F_LATE) or n.epoch == ep:
+            _tape[i] = 0xFFFFFFFF
+        else:
+            n.epoch = ep
+        i -= 1
+    for i in range(_tape_len):
+        if _tape[i] != 0xFFFFFFFF:
+            _tape[j] = _tape[i]
+            j += 1
+    _tape_len = j
+    _tape_dead = 0
+    _tape_compactions += 1
+
+
 cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
-    """A fresh node with no children, no handle and a count of zero."""
-    global _free_list, _bump, _live
+    """A fresh node with no children, no handle and a count of zero; op nodes go on the tape."""
+    global _free_list, _bump, _live, _tape_len, _tape_dead, _live_ops
     cdef NodeC* n
     if _limit >= 0 and _live >= _limit:
         raise MemoryError("micrograd: the node arena is full (test limit)")
+    if op != OP_LEAF:
+        if _live_ops == 0 and not _scanning:  # every entry is dead: start the tape afresh
+            _tape_len = 0
+            _tape_dead = 0
+        if _tape_len == _tape_cap:
+            _tape_make_room()
     n = _free_list
     if n != NULL:
         _free_list = n.a
@@ -80,6 +182,10 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     else:
         n = _arena_grow()
     _live += 1
+    if op != OP_LEAF:
+        _tape[_tape_len] = node_index(n)
+        _tape_len += 1
+        _live_ops += 1
     n.data = data
     n.grad = 0.0
     n.u.kids = NULL
@@ -117,7 +223,7 @@ cdef inline void node_link(NodeC* n) noexcept:
 
 cdef void _drain() noexcept:
     """Free every node on the dead stack and release its children: a loop, never recursion."""
-    global _dead, _draining, _free_list, _live
+    global _dead, _draining, _free_list, _live, _live_ops, _tape_dead
     cdef NodeC* n
     cdef NodeC** kids
     cdef uint32_t i
@@ -125,6 +231,9 @@ cdef void _drain() noexcept:
     while _dead != NULL:
         n = _dead
         _dead = <NodeC*>n.handle
+        if n.op != OP_LEAF and not (n.flags & F_LATE):
+            _live_ops -= 1
+            _tape_dead += 1
         if n.op >= OP_DOT:
             kids = mg_kids(n)
             for i in range(mg_nkids(n)):
@@ -416,8 +525,6 @@ cdef int _local(NodeC* n) except -1:
 # reused between calls; a nested backward (from a user-defined op) gets its own
 cdef NodeC** _order = NULL
 cdef Py_ssize_t _order_cap = 0
-cdef FrameC* _stack = NULL
-cdef Py_ssize_t _stack_cap = 0
 cdef int _backward_depth = 0
 
 
@@ -431,57 +538,84 @@ cdef void _reset_epochs() noexcept:
 cdef uint16_t _next_epoch() noexcept:
     global _epoch
     _epoch += 1
-    if _epoch == 0:  # wrapped: no node may look visited
+    if _epoch == 0:  # wrapped: no node may look marked
         _reset_epochs()
         _epoch = 1
     return _epoch
 
 
+cdef Py_ssize_t _tape_find(NodeC* n) noexcept:
+    """n's entry on the tape (the newest one); roots are nearly always near the top."""
+    cdef uint32_t idx = node_index(n)
+    cdef Py_ssize_t i = _tape_len - 1
+    while i >= 0 and _tape[i] != idx:
+        i -= 1
+    return i if i >= 0 else _tape_len - 1  # not found cannot happen; from the top is still right
+
+
+cdef int _scan(MgScan* sc) except -1:
+    """Run the tape pass to its end, checking for Ctrl-C between slices of work."""
+    global _scanning
+    _scanning += 1
+    try:
+        while not mg_scan(sc, _tape, _slabs, SIGNAL_EVERY):
+            PyErr_CheckSignals()  # Python may run here: the tape may move, not be compacted
+    finally:
+        _scanning -= 1
+    return 0
+
+
 cdef int _backward(NodeC* root) except -1:
-    """Iterative DFS for the topological order (children in operand order), then one reverse sweep."""
-    global _order, _order_cap, _stack, _stack_cap, _backward_depth
-    cdef NodeC** order
-    cdef Py_ssize_t order_cap
-    cdef FrameC* stack
-    cdef Py_ssize_t stack_cap
-    cdef Py_ssize_t count, i
-    cdef uint16_t ep = _next_epoch()
+    """One pass down the tape (mg_scan), then any user-defined ops it met, in its order."""
+    global _order, _order_cap, _backward_depth
+    cdef MgScan sc
+    cdef NodeC* n
+    cdef Py_ssize_t i, tick = 0
     cdef bint nested = _backward_depth > 0
     if nested:
-        order = NULL; order_cap = 0; stack = NULL; stack_cap = 0
+        sc.order = NULL; sc.cap = 0
     else:
-        order = _order; order_cap = _order_cap; stack = _stack; stack_cap = _stack_cap
+        sc.order = _order; sc.cap = _order_cap
     _backward_depth += 1
     root.refcnt += 1
     try:
-        if order_cap <= _live:  # every reachable node fits: no capacity checks in the loop
-            PyMem_RawFree(order)
-            order_cap = 0
-            order = <NodeC**>PyMem_RawMalloc((_live + 1024) * sizeof(NodeC*))
-            if order == NULL:
+        if sc.cap <= _live:  # every reachable node fits: no capacity checks in the loop
+            PyMem_RawFree(sc.order)
+            sc.cap = 0
+            sc.order = <NodeC**>PyMem_RawMalloc((_live + 1024) * sizeof(NodeC*))
+            if sc.order == NULL:
                 raise MemoryError("micrograd: no memory for backward's work buffers")
-            order_cap = _live + 1024
-        count = mg_topo(root, ep, order, &stack, &stack_cap, SIGNAL_EVERY, _leafgen)
-        if count == -1:
-            raise MemoryError("micrograd: no memory for backward's work buffers")
-        if count == -2:
-            return -1
+            sc.cap = _live + 1024
+        sc.ep = _next_epoch()
+        sc.leafgen = _leafgen
+        sc.count = 0
+        sc.nlate = 0
+        sc.collecting = 0
         root.grad = 1.0
-        i = count
-        while True:
-            i = mg_sweep(order, i, SIGNAL_EVERY)
-            if i == -1:
-                break
-            if i == -2:
-                return -1
-            _local(order[i])  # a user-defined op: Python code
+        if root.op == OP_LEAF:
+            return 0
+        if root.flags & F_LATE:
+            sc.order[sc.cap - 1] = root
+            sc.nlate = 1
+        else:
+            root.epoch = sc.ep
+            sc.pending = 1
+            sc.pos = _tape_find(root)
+            _scan(&sc)
+        # what the pass collected (from the first user-defined op on), then the late leaves
+        for i in range(sc.count + sc.nlate):
+            n = sc.order[i] if i < sc.count else sc.order[sc.cap - 1 - (i - sc.count)]
+            _local(n)
+            tick += 1 + <Py_ssize_t>mg_nkids(n)
+            if tick >= SIGNAL_EVERY:
+                tick = 0
+                PyErr_CheckSignals()
     finally:
         _backward_depth -= 1
         if nested:
-            PyMem_RawFree(order)
-            PyMem_RawFree(stack)
+            PyMem_RawFree(sc.order)
         else:
-            _order = order; _order_cap = order_cap; _stack = stack; _stack_cap = stack_cap
+            _order = sc.order; _order_cap = sc.cap
         node_decref(root)
     return 0
 
@@ -644,6 +778,7 @@ cdef class Value:
         if n.op != OP_CUSTOM:
             if n.op == OP_LEAF:
                 _leafgen_bump()
+                n.flags |= F_LATE  # no children and not on the tape: run after its parents
             # becomes a user-defined op over the same children, with the same _op text
             if self._opstr is None:
                 self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
@@ -1236,6 +1371,12 @@ def _arena_stats():
     """live nodes, slabs, bytes reserved by slabs, bytes per node."""
     return {"live": _live, "slabs": _nslabs, "bytes": _nslabs * SLAB_NODES * sizeof(NodeC),
             "node_bytes": sizeof(NodeC)}
+
+
+def _tape_stats():
+    """entries, capacity, live op nodes, op nodes released since the last compaction, compactions."""
+    return {"len": _tape_len, "cap": _tape_cap, "live_ops": _live_ops, "dead": _tape_dead,
+            "compactions": _tape_compactions}
 
 
 def _set_node_limit(limit):

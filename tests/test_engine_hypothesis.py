@@ -57,6 +57,7 @@ instr = st.one_of(
     st.tuples(st.just("set_data"), reg, floats),
     st.tuples(st.just("set_grad"), reg, floats),
     st.tuples(st.just("iadd"), reg, reg),  # regs[i] += regs[j]: the old handle is dropped
+    st.tuples(st.just("hook"), reg),  # regs[i]._backward = a function that logs its grad
 )
 programs = st.tuples(st.lists(floats, min_size=1, max_size=4), st.lists(instr, max_size=30))
 
@@ -130,6 +131,16 @@ def run(engine, program):
             if kind == "set_grad":
                 regs[ins[1] % len(regs)].grad = ins[2]
                 continue
+            if kind == "hook":
+                # on a leaf: a rule of its own, run after all its parents' rules; on an op
+                # node: replaces its rule. Both engines must call it at the same point.
+                i = ins[1] % len(regs)
+                v = regs[i]
+
+                def hook(v=v, i=i):
+                    out.append(("hook", i, fbits(v.grad)))
+                v._backward = hook
+                continue
             if kind == "iadd":
                 i = ins[1] % len(regs)
                 regs[i] += regs[ins[2] % len(regs)]
@@ -189,6 +200,9 @@ FIXED = {
     "no_grad in the middle": (
         [2.0, 3.0], [("nograd", ("bin", "*", 0, 1)), ("bin", "*", 2, 0), ("backward", 3)]),
     "iadd chain": ([1.0, 2.0], [("iadd", 0, 1), ("iadd", 0, 0), ("iadd", 0, 1), ("backward", 0)]),
+    "hooked leaf and hooked op node": (
+        [0.5, 2.0], [("hook", 0), ("bin", "*", 0, 1), ("bin", "+", 2, 0), ("hook", 2),
+                     ("bin", "*", 3, 1), ("backward", 4), ("backward", 0)]),
     "custom op over a shared node": (
         [0.5, 2.0], [("bin", "*", 0, 1), ("custom", 2, 2), ("bin", "+", 3, 2), ("backward", 4),
                      ("backward", 4)]),
