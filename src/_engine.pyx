@@ -1379,6 +1379,23 @@ def _tape_stats():
             "compactions": _tape_compactions}
 
 
+def _tape_shrink():
+    """Test hook: compact the tape and give back its spare capacity (down to the first size)."""
+    global _tape, _tape_cap
+    cdef uint32_t* t
+    cdef Py_ssize_t cap = TAPE_MIN
+    if _scanning:
+        raise RuntimeError("backward() is running")
+    _tape_compact()
+    while cap < _tape_len + 1:
+        cap *= 2
+    t = <uint32_t*>PyMem_RawRealloc(_tape, cap * sizeof(uint32_t))
+    if t == NULL:
+        raise MemoryError()
+    _tape = t
+    _tape_cap = cap
+
+
 def _set_node_limit(limit):
     """Test hook: make allocation fail (MemoryError) once `limit` nodes are live; None lifts it."""
     global _limit

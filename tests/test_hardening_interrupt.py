@@ -134,7 +134,7 @@ def _run(kind: str, *args: int) -> dict:
 
 def _check(r: dict) -> None:
     print(f"\n{r}")  # shown with pytest -s: the measured latencies
-    assert r["full"] > 0.08, f"backward took only {r['full']:.3f} s: too short to interrupt reliably"
+    assert r["full"] > 0.05, f"backward took only {r['full']:.3f} s: too short to interrupt reliably"
     assert r["latencies"], f"no backward() was interrupted: {r['outcomes']}"
     # the best of three attempts, so a busy machine's scheduling does not count against the engine
     assert min(r["latencies"]) < LATENCY, r
@@ -143,8 +143,8 @@ def _check(r: dict) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals, one monotonic clock")
 def test_ctrl_c_during_backward_of_a_long_scalar_graph():
-    # 6e6 scalar nodes (~1 GB with a handle on each), backward ~0.2-0.4 s
-    steps = 1_000_000 if os.environ.get("MICROGRAD_SANITIZED") else 4_000_000
+    # 1.6e7 scalar nodes (~2 GB with a handle on each), backward ~0.15-0.3 s
+    steps = 2_000_000 if os.environ.get("MICROGRAD_SANITIZED") else 8_000_000
     _check(_run("chain", steps))
 
 
