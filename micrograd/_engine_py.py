@@ -400,6 +400,22 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any],
     return out
 
 
+def _rows(ws: Sequence[Sequence[Value]], bs: Sequence[Value]) -> tuple:
+    """A layer's rows and biases for _layer_rows (the compiled engine packs their nodes)."""
+    ws, bs = tuple(ws), tuple(bs)
+    if len(ws) != len(bs):
+        raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
+    for b in bs:
+        if not isinstance(b, Value):
+            raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
+    return ws, bs
+
+
+def _layer_rows(rows: tuple, x: Sequence[Any], act: str) -> list:
+    """_layer over rows from _rows: the lists are read on every call, so edits to them show."""
+    return _layer(rows[0], rows[1], x, act)
+
+
 def _params_check(params: Sequence[Value]) -> None:
     for p in params:
         if not isinstance(p, Value):

@@ -255,7 +255,7 @@ class Neuron(Module):
 
 class _Plan:
     # what Layer.__call__ hands the kernel, cached until a Neuron/Layer attribute changes
-    __slots__ = ("generation", "neurons", "nin", "ws", "bs", "act", "drops")
+    __slots__ = ("generation", "neurons", "nin", "ws", "bs", "act", "drops", "rows")
 
     def __init__(self, layer: "Layer") -> None:
         self.generation = _generation[0]
@@ -269,6 +269,8 @@ class _Plan:
         # None: call each neuron (mixed activations, or a subclass with its own __call__)
         self.act = acts.pop() if plain and len(acts) == 1 else None
         self.drops = tuple((j, n.dropout) for j, n in enumerate(neurons) if n.dropout and n.training)
+        # the weights packed for the kernel: it checks the lists are unchanged on every call
+        self.rows = _impl._rows(self.ws, self.bs) if self.act is not None else None
 
 
 class Layer(Module):
@@ -312,7 +314,7 @@ class Layer(Module):
         if plan.act is None:
             out = [n(x) for n in self.neurons]
         else:
-            out = _impl._layer(plan.ws, plan.bs, x, plan.act)
+            out = _impl._layer_rows(plan.rows, x, plan.act)
             for j, p in plan.drops:
                 out[j] = _drop(out[j], p)
         return out[0] if len(out) == 1 else out

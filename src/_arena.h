@@ -12,7 +12,7 @@ enum {
     /* 0 children, then 1 or 2 inline (a, b), then an owned array of n children (u.kids) */
     OP_LEAF = 0, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW,
     OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID,
-    OP_DOT,     /* kids[0] + kids[1]*kids[2] + kids[3]*kids[4] + ... */
+    OP_DOT,     /* b + w0*x0 + w1*x1 + ...: one neuron of a layer call (MgCall, MgRows) */
     OP_CUSTOM   /* a user-defined op: its Python _backward lives on the handle */
 };
 
@@ -56,19 +56,46 @@ static const uint8_t MG_ARITY[OP_CUSTOM + 1] = {
     0, 2, 2, 1, 1, 1, 2, 1, 1, 1, 1, 1, 0, 0  /* LEAF ADD MUL ADDC MULC POWC POW RELU..SIGMOID */
 };
 
-/* DOT and CUSTOM own an array [count, kid0, kid1, ...] in u.kids */
+/* A layer's weights and biases, each linked once, shared by every call of the layer that
+ * uses them: row j is nodes[j*(nin+1)] = b_j, then w_j0 ... w_j(nin-1). */
+typedef struct {
+    Py_ssize_t refcnt;    /* holders: the Python object that packed it, and each MgCall */
+    uint32_t nin, nout;
+    NodeC *nodes[1];      /* nout*(nin+1) of them */
+} MgRows;
+
+/* One call of a layer: its inputs, each linked once, shared by the call's nout dot nodes.
+ * A dot node keeps u.kids = its call and a = its row (NodeC **, b_j first) in the rows. */
+typedef struct {
+    Py_ssize_t refcnt;    /* its dot nodes (+1 while the call is being made) */
+    MgRows *rows;         /* one reference */
+    uint64_t pass;        /* the backward pass that last marked the inputs */
+    uint32_t nin;
+    NodeC *x[1];          /* nin of them */
+} MgCall;
+
+#define MG_ROW(n) ((NodeC **)(n)->a)
+#define MG_CALL(n) ((MgCall *)(n)->u.kids)
+
+/* CUSTOM owns an array [count, kid0, kid1, ...] in u.kids */
 static inline NodeC **mg_kids_new(uint32_t count) {
     NodeC **arr = (NodeC **)PyMem_Malloc(((size_t)count + 1) * sizeof(NodeC *));
     if (arr) arr[0] = (NodeC *)(uintptr_t)count;
     return arr;
 }
 
-static inline NodeC **mg_kids(NodeC *n) {
-    return n->op >= OP_DOT ? (NodeC **)n->u.kids + 1 : n->k2;
+static inline uint32_t mg_nkids(NodeC *n) {
+    if (n->op == OP_DOT) return 2 * MG_CALL(n)->nin + 1;
+    return n->op == OP_CUSTOM ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
 }
 
-static inline uint32_t mg_nkids(NodeC *n) {
-    return n->op >= OP_DOT ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
+/* child i in operand order; a dot node's are b, w0, x0, w1, x1, ... */
+static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
+    if (n->op == OP_DOT) {
+        if (i == 0) return MG_ROW(n)[0];
+        return (i & 1) ? MG_ROW(n)[1 + (i - 1) / 2] : MG_CALL(n)->x[(i - 2) / 2];
+    }
+    return n->op == OP_CUSTOM ? ((NodeC **)n->u.kids)[1 + i] : n->k2[i];
 }
 
 static inline double mg_bpow(double x, double y) { return pow(x, y); }
@@ -104,7 +131,10 @@ static inline double mg_blog(double x, double out) {
 typedef struct {
     Py_ssize_t pos;       /* next tape entry to look at */
     Py_ssize_t pending;   /* marked nodes not yet met */
+    uint64_t pass;        /* this pass's number (never wraps; a layer call's inputs are marked
+                             once a pass: MgCall.pass) */
     uintptr_t leafgen;
+    Py_ssize_t looked;    /* tape entries looked at (a statistic) */
     NodeC **order;        /* room for every live node */
     Py_ssize_t cap, count, nlate;
     uint16_t ep;
@@ -122,19 +152,41 @@ MG_ALWAYS_INLINE void mg_mark(MgScan *s, NodeC *c, Py_ssize_t *pending) {
     }
 }
 
-/* a fused node whose weights are all still plain leaves: its weights need no marks (kids are
- * b, w0, x0, w1, x1, ...), so the pass does not touch their memory for that */
+/* a dot node whose weights were all plain leaves when it was made, and still are (no leaf
+ * anywhere has become a user-defined op since): its weights need no marks, so the pass does
+ * not touch their memory for that */
 MG_ALWAYS_INLINE int mg_weights_plain(NodeC *n, uintptr_t leafgen) {
     return (n->flags & F_WLEAVES) && (uintptr_t)n->b == leafgen;
+}
+
+/* the marks of a dot node's children, in operand order (b, w0, x0, w1, x1, ...) as the pure
+ * engine makes them; the inputs are shared by the call's nodes, so only its first node met in
+ * a pass marks them */
+static void mg_mark_dot(MgScan *s, NodeC *n, Py_ssize_t *pending) {
+    NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x;
+    uint32_t i, m = MG_CALL(n)->nin;
+    int inputs = MG_CALL(n)->pass != s->pass;
+    MG_CALL(n)->pass = s->pass;
+    mg_mark(s, row[0], pending);
+    if (mg_weights_plain(n, s->leafgen)) {
+        if (inputs)
+            for (i = 0; i < m; i++)
+                mg_mark(s, xs[i], pending);
+        return;
+    }
+    for (i = 0; i < m; i++) {
+        mg_mark(s, row[1 + i], pending);
+        if (inputs)
+            mg_mark(s, xs[i], pending);
+    }
 }
 
 /* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
  * s != NULL the marks of its children for the pass s. Written once for both uses. */
 MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, Py_ssize_t *pending) {
     double g = n->grad, k;
-    NodeC *a = n->a, *b = n->b, **kids;
+    NodeC *a = n->a, *b = n->b, **row, **xs;
     uint32_t i, m;
-    int plain;
     switch (n->op) {
     case OP_ADD: a->grad += g; b->grad += g; goto two;
     case OP_MUL: a->grad += b->data * g; b->grad += a->data * g; goto two;
@@ -151,24 +203,18 @@ MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, Py_ssize_t *pending) {
     case OP_LOG: a->grad += (1.0 / a->data) * g; goto one;
     case OP_SIGMOID: a->grad += (n->data * (1.0 - n->data)) * g; goto one;
     case OP_DOT:
-        kids = mg_kids(n);
-        kids[0]->grad += g;
-        m = (mg_nkids(n) - 1) / 2;
+        row = MG_ROW(n);
+        xs = MG_CALL(n)->x;
+        m = MG_CALL(n)->nin;
+        row[0]->grad += g;
         for (i = 0; i < m; i++) {
-            a = kids[1 + 2 * i];
-            b = kids[2 + 2 * i];
+            a = row[1 + i];
+            b = xs[i];
             a->grad += b->data * g;
             b->grad += a->data * g;
         }
-        if (s) {
-            plain = mg_weights_plain(n, s->leafgen);
-            mg_mark(s, kids[0], pending);
-            for (i = 0; i < m; i++) {
-                if (!plain)
-                    mg_mark(s, kids[1 + 2 * i], pending);
-                mg_mark(s, kids[2 + 2 * i], pending);
-            }
-        }
+        if (s)
+            mg_mark_dot(s, n, pending);
         return;
     default: return;
     }
@@ -183,10 +229,14 @@ static void mg_local(NodeC *n) { mg_rule(n, NULL, NULL); }
 
 /* the marks alone, for nodes whose rule the caller runs later */
 static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
-    NodeC **kids = mg_kids(n);
-    uint32_t k, nk = mg_nkids(n), step = n->op == OP_DOT && mg_weights_plain(n, s->leafgen) ? 2 : 1;
-    for (k = 0; k < nk; k += step)
-        mg_mark(s, kids[k], pending);
+    uint32_t k, nk;
+    if (n->op == OP_DOT) {
+        mg_mark_dot(s, n, pending);
+        return;
+    }
+    nk = mg_nkids(n);
+    for (k = 0; k < nk; k++)
+        mg_mark(s, mg_kid(n, k), pending);
 }
 
 #define MG_AHEAD 16  /* entries looked up ahead: the nodes' loads start early (power of two) */
@@ -223,6 +273,7 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
         if (work >= budget)
             break;
     }
+    s->looked += s->pos - i;
     s->pos = i;
     s->pending = pending;
     return pending == 0 || i < 0;

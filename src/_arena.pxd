@@ -1,6 +1,6 @@
 # The node arena's contract, defined in _arena.h: op codes, flags, the node struct, hot loops.
 from cpython.object cimport PyObject
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 
 cdef extern from "_arena.h":
@@ -13,7 +13,7 @@ cdef extern from "_arena.h":
 
     ctypedef union AuxC:
         double aux       # the constant of ADDC / MULC / POWC
-        void* kids       # DOT / CUSTOM: owned array [count, kid0, kid1, ...] (mg_kids_new)
+        void* kids       # CUSTOM: owned array [count, kid0, kid1, ...] (mg_kids_new); DOT: its MgCall
 
     ctypedef struct NodeC:
         double data
@@ -28,10 +28,24 @@ cdef extern from "_arena.h":
         uint8_t op       # the number of children follows from it (mg_nkids)
         uint8_t flags
 
+    ctypedef struct MgRows:
+        Py_ssize_t refcnt    # the Python object that packed it + each MgCall using it
+        uint32_t nin, nout
+        NodeC* nodes[1]      # row j: nodes[j*(nin+1)] = b_j, then w_j0 ... (each linked once)
+
+    ctypedef struct MgCall:
+        Py_ssize_t refcnt    # its dot nodes (+1 while it is being made)
+        MgRows* rows         # one reference
+        uint64_t pass_ "pass"  # the backward pass that last marked the inputs
+        uint32_t nin
+        NodeC* x[1]          # the inputs, each linked once
+
     ctypedef struct MgScan:
         Py_ssize_t pos       # next tape entry to look at
         Py_ssize_t pending   # marked nodes not yet met
+        uint64_t pass_ "pass"  # this pass's number
         uintptr_t leafgen
+        Py_ssize_t looked    # tape entries looked at
         NodeC** order        # room for every live node: collected nodes, late leaves at the end
         Py_ssize_t cap, count, nlate
         uint16_t ep
@@ -39,8 +53,10 @@ cdef extern from "_arena.h":
 
     const uint8_t* MG_ARITY
     NodeC** mg_kids_new(uint32_t count)
-    NodeC** mg_kids(NodeC* n)
     uint32_t mg_nkids(NodeC* n)
+    NodeC* mg_kid(NodeC* n, uint32_t i)   # child i in operand order (b, w0, x0, ... for DOT)
+    NodeC** MG_ROW(NodeC* n)
+    MgCall* MG_CALL(NodeC* n)
     NodeC* MG_NODE(NodeC** slabs, uint32_t idx)
     void mg_local(NodeC* n)
     int mg_scan(MgScan* s, const uint32_t* tape, NodeC** slabs, Py_ssize_t budget)

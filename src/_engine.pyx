@@ -10,7 +10,7 @@ from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free
 from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign
-from libc.stdint cimport uint8_t, uint16_t, uint32_t, uintptr_t
+from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 from _arena cimport *
 
@@ -44,6 +44,8 @@ cdef bint _draining = False
 cdef uint16_t _epoch = 0
 cdef bint _grad_enabled = True
 cdef uintptr_t _leafgen = 0     # moves on whenever a leaf becomes a user-defined op
+cdef uint64_t _reinit = 0        # moves on whenever Value.__init__ runs again on a live handle
+cdef uint64_t _passes = 0        # backward passes so far
 # slabs sorted by address, to find a node's arena index (slab << MG_SLAB_SHIFT | offset)
 cdef NodeC** _by_addr = NULL
 cdef uint32_t* _by_addr_no = NULL
@@ -56,6 +58,7 @@ cdef Py_ssize_t _tape_cap = 0
 cdef Py_ssize_t _live_ops = 0    # live nodes with an entry (op nodes that are not F_LATE)
 cdef Py_ssize_t _tape_dead = 0   # such nodes released since the last compaction
 cdef Py_ssize_t _tape_compactions = 0
+cdef Py_ssize_t _tape_looked = 0     # entries backward passes have looked at, in all
 cdef int _scanning = 0           # a backward pass holds the tape: it may grow, not be compacted
 
 
@@ -200,7 +203,26 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
 
 
 cdef inline NodeC* node_kid(NodeC* n, uint32_t i) noexcept:
-    return mg_kids(n)[i]
+    return mg_kid(n, i)
+
+
+cdef void rows_decref(MgRows* r) noexcept:
+    cdef Py_ssize_t i
+    r.refcnt -= 1
+    if r.refcnt == 0:
+        for i in range(<Py_ssize_t>r.nout * (r.nin + 1)):
+            node_decref(r.nodes[i])
+        PyMem_Free(r)
+
+
+cdef void call_decref(MgCall* c) noexcept:
+    cdef uint32_t i
+    c.refcnt -= 1
+    if c.refcnt == 0:
+        for i in range(c.nin):
+            node_decref(c.x[i])
+        rows_decref(c.rows)
+        PyMem_Free(c)
 
 
 cdef inline void _pin(NodeC* n) noexcept:
@@ -234,8 +256,10 @@ cdef void _drain() noexcept:
         if n.op != OP_LEAF and not (n.flags & F_LATE):
             _live_ops -= 1
             _tape_dead += 1
-        if n.op >= OP_DOT:
-            kids = mg_kids(n)
+        if n.op == OP_DOT:
+            call_decref(MG_CALL(n))
+        elif n.op == OP_CUSTOM:
+            kids = <NodeC**>n.u.kids + 1
             for i in range(mg_nkids(n)):
                 node_decref(kids[i])
             PyMem_Free(n.u.kids)
@@ -555,19 +579,21 @@ cdef Py_ssize_t _tape_find(NodeC* n) noexcept:
 
 cdef int _scan(MgScan* sc) except -1:
     """Run the tape pass to its end, checking for Ctrl-C between slices of work."""
-    global _scanning
+    global _scanning, _tape_looked
     _scanning += 1
+    sc.looked = 0
     try:
         while not mg_scan(sc, _tape, _slabs, SIGNAL_EVERY):
             PyErr_CheckSignals()  # Python may run here: the tape may move, not be compacted
     finally:
         _scanning -= 1
+        _tape_looked += sc.looked
     return 0
 
 
 cdef int _backward(NodeC* root) except -1:
     """One pass down the tape (mg_scan), then any user-defined ops it met, in its order."""
-    global _order, _order_cap, _backward_depth
+    global _order, _order_cap, _backward_depth, _passes
     cdef MgScan sc
     cdef NodeC* n
     cdef Py_ssize_t i, tick = 0
@@ -587,6 +613,8 @@ cdef int _backward(NodeC* root) except -1:
                 raise MemoryError("micrograd: no memory for backward's work buffers")
             sc.cap = _live + 1024
         sc.ep = _next_epoch()
+        _passes += 1
+        sc.pass_ = _passes
         sc.leafgen = _leafgen
         sc.count = 0
         sc.nlate = 0
@@ -647,6 +675,7 @@ cdef class Value:
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, data, _children=(), _op='', label=''):
+        global _reinit
         cdef double d = _num(data, "Value data")
         cdef list kids = []
         cdef NodeC* n
@@ -677,6 +706,7 @@ cdef class Value:
         else:
             n = node_new(OP_LEAF, d)
         if self.c != NULL:  # __init__ called again: let go of the old node
+            _reinit += 1  # packed layer rows holding the old node must see the new one
             self._release()
         PyObject_GC_UnTrack(self)
         self.c = n
@@ -770,30 +800,36 @@ cdef class Value:
     def _backward(self, fn):
         cdef NodeC* n = _node(self)
         cdef NodeC** arr
+        cdef MgCall* call
         cdef uint32_t i
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
         if isinstance(fn, _LocalBackward) and (<_LocalBackward>fn).v is self:
             return  # assigning a node's own rule back: nothing changes
         if n.op != OP_CUSTOM:
-            if n.op == OP_LEAF:
-                _leafgen_bump()
-                n.flags |= F_LATE  # no children and not on the tape: run after its parents
             # becomes a user-defined op over the same children, with the same _op text
             if self._opstr is None:
                 self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
             _materialize(n)
-            if n.op != OP_DOT:
-                arr = mg_kids_new(mg_nkids(n))
-                if arr == NULL:
-                    raise MemoryError()
+            arr = mg_kids_new(mg_nkids(n))
+            if arr == NULL:
+                raise MemoryError()
+            for i in range(mg_nkids(n)):
+                arr[1 + i] = node_kid(n, i)
+            call = MG_CALL(n) if n.op == OP_DOT else NULL
+            if call != NULL:  # its children are links of its call: it takes its own
                 for i in range(mg_nkids(n)):
-                    arr[1 + i] = node_kid(n, i)
-                n.a = NULL
-                n.b = NULL
-                n.u.kids = arr
+                    node_link(arr[1 + i])
+            if n.op == OP_LEAF:
+                _leafgen_bump()
+                n.flags |= F_LATE  # no children and not on the tape: run after its parents
+            n.a = NULL
+            n.b = NULL
+            n.u.kids = arr
             n.op = OP_CUSTOM
-            n.flags &= ~F_INTEXP
+            n.flags &= ~(F_INTEXP | F_WLEAVES)
+            if call != NULL:
+                call_decref(call)
         self._bw = fn
         if not PyObject_GC_IsTracked(self):
             PyObject_GC_Track(self)  # fn may close over this Value: a cycle the GC must see
@@ -1129,56 +1165,126 @@ cdef inline NodeC* _pnode(PyObject* o) except NULL:
     return (<Value>o).c
 
 
-cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t act,
-                     Py_ssize_t* dots):
-    """act(b + sum(w_i * x_i)): one dot node (summed left to right, b first) and its activation.
+@cython.final
+cdef class _Rows:
+    """A layer's weights and biases packed for _layer_rows: their nodes, each linked once.
 
-    The caller has already counted this node's links to xs (_layer links every input once per
-    neuron up front); *dots counts the dot nodes made, so the caller can undo unused links.
+    It keeps the rows it was packed from and a tuple of the handles they held then, so a call
+    notices `neuron.w[i] = ...` (items compared by identity, which the tuple keeps unambiguous)
+    and packs again.
     """
-    cdef double acc = b.data
-    cdef bint leaves = True
-    cdef NodeC* wi
-    cdef NodeC** arr = NULL
-    cdef NodeC** base
-    cdef NodeC* n
-    cdef NodeC* out
-    cdef Py_ssize_t i
+    cdef MgRows* r
+    cdef tuple ws          # the rows as given: the lists themselves
+    cdef tuple bs
+    cdef tuple seen        # ws's handles when packed, row after row
+    cdef uint64_t reinit   # _reinit when packed
+    cdef bint plain        # every weight a plain leaf when packed, as of leafgen
+    cdef uintptr_t leafgen
+    cdef Py_ssize_t nin, nout
+
+    def __cinit__(self):
+        self.r = NULL
+
+    def __dealloc__(self):
+        if self.r != NULL:
+            rows_decref(self.r)
+            self.r = NULL
+
+    def __reduce__(self):
+        return (_rows, (list(self.ws), list(self.bs)))
+
+
+cdef int _rows_pack(_Rows rw) except -1:
+    """Pack rw.r from rw.ws and rw.bs (every row of one length; checked here)."""
+    cdef Py_ssize_t nout = len(rw.ws), nin, j, i, k = 0, count
+    cdef MgRows* r
+    cdef list seen = []
+    cdef bint plain = True
+    cdef NodeC* nd
+    rows = [row if type(row) is list or type(row) is tuple else tuple(row) for row in rw.ws]
+    nin = len(rows[0]) if nout else 0
+    for j in range(nout):
+        if len(rows[j]) != nin:
+            raise ValueError(f"weight rows differ in length: {nin} and {len(rows[j])}")
+        _pnode(<PyObject*>rw.bs[j])
+        for item in rows[j]:
+            nd = _pnode(<PyObject*>item)
+            plain = plain and nd.op == OP_LEAF
+            seen.append(item)
+    count = nout * (nin + 1)
+    r = <MgRows*>PyMem_Malloc(sizeof(MgRows) + (count if count else 1) * sizeof(NodeC*))
+    if r == NULL:
+        raise MemoryError()
+    r.refcnt = 1
+    r.nin = <uint32_t>nin
+    r.nout = <uint32_t>nout
+    for j in range(nout):
+        r.nodes[k] = (<Value>rw.bs[j]).c
+        node_link(r.nodes[k])
+        k += 1
+        for item in rows[j]:
+            r.nodes[k] = (<Value>item).c
+            node_link(r.nodes[k])
+            k += 1
+    if rw.r != NULL:
+        rows_decref(rw.r)
+    rw.r = r
+    rw.ws = tuple(rows)
+    rw.seen = tuple(seen)
+    rw.reinit = _reinit
+    rw.plain = plain
+    rw.leafgen = _leafgen
+    rw.nin = nin
+    rw.nout = nout
+    return 0
+
+
+def _rows(ws, bs):
+    """Pack a layer's weight rows (sequences of Values) and biases for _layer_rows."""
+    cdef _Rows rw = _Rows.__new__(_Rows)
+    rw.ws = tuple(row if type(row) is list or type(row) is tuple else tuple(row) for row in ws)
+    rw.bs = tuple(bs)
+    if len(rw.ws) != len(rw.bs):
+        raise ValueError(f"got {len(rw.ws)} weight rows but {len(rw.bs)} biases")
+    for b in rw.bs:
+        _pnode(<PyObject*>b)
+    rw.seen = ()
+    rw.nin = -1  # packed on first use, when the inputs' count is known for the error message
+    return rw
+
+
+cdef int _rows_check(_Rows rw, Py_ssize_t nin) except -1:
+    """Pack again if any row changed since (items are compared by identity, not touched)."""
+    cdef Py_ssize_t j, i, k = 0
     cdef PyObject** items
-    items = PySequence_Fast_ITEMS(row)  # row is a list or a tuple
-    if not _grad_enabled:
-        for i in range(nin):
-            acc = acc + _pnode(items[i]).data * xs[i].data
-        n = node_new(OP_LEAF, acc)
-    else:
-        base = mg_kids_new(<uint32_t>(2 * nin + 1))
-        if base == NULL:
-            raise MemoryError()
-        arr = base + 1  # kids: b, w0, x0, w1, x1, ...
-        try:
-            for i in range(nin):
-                wi = _pnode(items[i])
-                arr[1 + 2 * i] = wi
-                arr[2 + 2 * i] = xs[i]
-                acc = acc + wi.data * xs[i].data
-                leaves = leaves and wi.op == OP_LEAF
-            n = node_new(OP_DOT, acc)
-        except BaseException:
-            PyMem_Free(base)
-            raise
-        dots[0] += 1
-        arr[0] = b
-        n.u.kids = base
-        node_link(b)
-        for i in range(nin):
-            node_link(arr[1 + 2 * i])
-        if leaves:
-            # every weight a plain leaf: backward's DFS may skip them, until some leaf anywhere
-            # becomes a user-defined op (_leafgen moves on and this mark no longer holds)
-            n.flags |= F_WLEAVES
-            n.b = <NodeC*><uintptr_t>_leafgen
-    if act == OP_LEAF:
-        return _wrap(n)
+    cdef PyObject** seen
+    if rw.nin >= 0 and rw.reinit == _reinit:
+        seen = PySequence_Fast_ITEMS(rw.seen)
+        for j in range(rw.nout):
+            row = <object>PySequence_Fast_ITEMS(rw.ws)[j]
+            if len(row) != rw.nin:
+                break
+            items = PySequence_Fast_ITEMS(row)
+            for i in range(rw.nin):
+                if items[i] != seen[k + i]:
+                    break
+            else:
+                k += rw.nin
+                continue
+            break
+        else:
+            if nin == rw.nin:
+                return 0
+    for row in rw.ws:  # a count that does not match says which row expected what
+        if len(row) != nin:
+            raise ValueError(f"expected {len(row)} inputs, got {nin}")
+    _rows_pack(rw)
+    return 0
+
+
+cdef NodeC* _act_node(uint8_t act, NodeC* n) except NULL:
+    """act(n), n being a fresh dot node nobody holds yet (freed here if this fails)."""
+    cdef NodeC* out
     _hold(n)
     try:
         if act == OP_RELU:
@@ -1189,70 +1295,110 @@ cdef Value _dot_node(NodeC* b, object row, NodeC** xs, Py_ssize_t nin, uint8_t a
             out = _mk1(OP_SIGMOID, _sigmoid(n.data), n)
     finally:
         node_decref(n)
-    return _wrap(out)
+    return out
+
+
+def _layer_rows(_Rows rows not None, x, act):
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron,
+    summed left to right from b_j as upstream's Neuron. One call block holds the inputs."""
+    cdef uint8_t code
+    cdef Py_ssize_t nin, nout, j, i
+    cdef MgRows* r
+    cdef MgCall* call
+    cdef NodeC** row
+    cdef NodeC* n
+    cdef NodeC* xi_node
+    cdef double acc, d
+    cdef list out
+    cdef double* xd = NULL
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    code = _ACTS[act]
+    if type(x) is not list and type(x) is not tuple:
+        x = list(x)
+    nin = len(x)
+    _rows_check(rows, nin)
+    r = rows.r
+    nout = rows.nout
+    out = []
+    if not _grad_enabled:  # no graph: plain numbers in, leaves out
+        xd = <double*>PyMem_Malloc((nin if nin else 1) * sizeof(double))
+        if xd == NULL:
+            raise MemoryError()
+        try:
+            for i in range(nin):
+                xi = x[i]
+                if isinstance(xi, Value):
+                    xd[i] = _node(<Value>xi).data
+                elif not _real(xi, &xd[i]):
+                    raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+            for j in range(nout):
+                row = &r.nodes[j * (nin + 1)]
+                acc = row[0].data
+                for i in range(nin):
+                    acc = acc + row[1 + i].data * xd[i]
+                if code == OP_RELU:
+                    acc = 0.0 if acc < 0.0 else acc
+                elif code == OP_TANH:
+                    acc = tanh(acc)
+                elif code == OP_SIGMOID:
+                    acc = _sigmoid(acc)
+                out.append(_wrap(node_new(OP_LEAF, acc)))
+        finally:
+            PyMem_Free(xd)
+        return out
+    call = <MgCall*>PyMem_Malloc(sizeof(MgCall) + (nin if nin else 1) * sizeof(NodeC*))
+    if call == NULL:
+        raise MemoryError()
+    call.refcnt = 1  # ours while the nodes are made
+    call.rows = r
+    r.refcnt += 1
+    call.pass_ = 0
+    call.nin = 0
+    try:
+        for i in range(nin):
+            xi = x[i]
+            if isinstance(xi, Value):
+                xi_node = _node(<Value>xi)
+            elif _real(xi, &d):
+                xi_node = node_new(OP_LEAF, d)
+            else:
+                raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+            node_link(xi_node)
+            call.x[i] = xi_node
+            call.nin += 1
+        for j in range(nout):
+            row = &r.nodes[j * (nin + 1)]
+            acc = row[0].data
+            for i in range(nin):
+                acc = acc + row[1 + i].data * call.x[i].data
+            n = node_new(OP_DOT, acc)
+            n.u.kids = call
+            call.refcnt += 1
+            n.a = <NodeC*>row
+            if rows.plain:
+                # every weight a plain leaf: backward need not mark them, until some leaf
+                # anywhere becomes a user-defined op (_leafgen moves on; this no longer holds)
+                n.flags |= F_WLEAVES
+                n.b = <NodeC*>rows.leafgen
+            if code != OP_LEAF:
+                n = _act_node(code, n)
+            out.append(_wrap(n))
+    finally:
+        call_decref(call)
+    return out
+
+
+def _layer(ws, bs, x, act):
+    """A whole layer from weight rows and biases (packed for this call only)."""
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    return _layer_rows(_rows(ws, bs), x, act)
 
 
 def _dot(b, w, x):
     """One node: b + w[0]*x[0] + w[1]*x[1] + ..., summed left to right as upstream's Neuron."""
     return _layer((w,), (b,), x, "linear")[0]
-
-
-def _layer(ws, bs, x, act):
-    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
-    cdef uint8_t code
-    cdef Py_ssize_t nin, nout, j, i, made = 0, linked = 0, dots = 0
-    cdef NodeC** xs = NULL
-    cdef NodeC* bn
-    cdef list out
-    cdef double d
-    if act not in _ACTS:
-        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
-    code = _ACTS[act]
-    if type(ws) is not list and type(ws) is not tuple:
-        ws = list(ws)
-    if type(bs) is not list and type(bs) is not tuple:
-        bs = list(bs)
-    if len(ws) != len(bs):
-        raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
-    if type(x) is not list and type(x) is not tuple:
-        x = list(x)
-    nin = len(x)
-    nout = len(ws)
-    xs = <NodeC**>PyMem_Malloc((nin if nin else 1) * sizeof(NodeC*))
-    if xs == NULL:
-        raise MemoryError()
-    out = []
-    try:
-        for i in range(nin):
-            xi = x[i]
-            if isinstance(xi, Value):
-                xs[i] = _hold(_node(<Value>xi))
-            elif _real(xi, &d):
-                xs[i] = _hold(node_new(OP_LEAF, d))
-            else:
-                raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
-            made += 1
-        if _grad_enabled and nout > 0:
-            # every neuron links every input: count those links once here, not per weight
-            for i in range(nin):
-                node_link_n(xs[i], <uint32_t>nout)
-            linked = nout
-        for j in range(nout):
-            row = ws[j]
-            if type(row) is not list and type(row) is not tuple:
-                row = list(row)
-            if len(row) != nin:
-                raise ValueError(f"expected {len(row)} inputs, got {nin}")
-            bn = _pnode(<PyObject*>bs[j])
-            out.append(_dot_node(bn, row, xs, nin, code, &dots))
-    finally:
-        if linked > dots:  # an error part-way: give back the links no dot node took
-            for i in range(nin):
-                xs[i].refcnt -= <uint32_t>(linked - dots)  # stays >= 1: our hold is still there
-        for i in range(made):
-            node_decref(xs[i])
-        PyMem_Free(xs)
-    return out
 
 
 @cython.final
@@ -1374,9 +1520,10 @@ def _arena_stats():
 
 
 def _tape_stats():
-    """entries, capacity, live op nodes, op nodes released since the last compaction, compactions."""
+    """entries, capacity, live op nodes, op nodes released since the last compaction, compactions,
+    entries looked at by all backward passes so far."""
     return {"len": _tape_len, "cap": _tape_cap, "live_ops": _live_ops, "dead": _tape_dead,
-            "compactions": _tape_compactions}
+            "compactions": _tape_compactions, "looked": _tape_looked}
 
 
 def _tape_shrink():

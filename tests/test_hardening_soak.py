@@ -37,6 +37,7 @@ def test_soak_training_memory_flat_and_speed_steady():
     opt = optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     times = []
     live = []
+    looked = []  # tape entries backward looked at, per step (compiled engine)
     rss_after_warmup = None
     gc.collect()
     for step in range(steps):
@@ -44,7 +45,10 @@ def test_soak_training_memory_flat_and_speed_steady():
         scores = [model(x) for x in X]
         loss = losses.hinge(scores, Y) + 1e-4 * losses.l2(model.parameters())
         opt.zero_grad()
+        before = _impl._tape_stats()["looked"] if IMPLEMENTATION == "compiled" else 0
         loss.backward()
+        if IMPLEMENTATION == "compiled":
+            looked.append(_impl._tape_stats()["looked"] - before)
         opt.step()
         times.append(time.process_time() - t)
         if step == warmup:
@@ -62,11 +66,17 @@ def test_soak_training_memory_flat_and_speed_steady():
     # not under ASan: its quarantine holds freed memory back by design (up to 256 MiB)
     if not os.environ.get("MICROGRAD_SANITIZED"):
         assert growth < 8 * 2**20, f"RSS grew {growth / 2**20:.1f} MiB over {steps - warmup} steps"
+    # the work of backward, counted: the tape entries it looks at per step must not creep up
+    # (dead steps' entries are compacted away, never walked)
+    if looked:
+        assert max(looked[-window:]) <= max(looked[warmup:warmup + window]), \
+            f"backward looks at more tape entries late ({max(looked[-window:])}) than early"
     # a ratio within one run (not a timed threshold): a leak that slows each step shows here;
-    # not under ASan, whose quarantine of freed memory makes late allocations slower by itself
-    # and only on the compiled engine: the pure one's steps are Python objects in closure cycles,
-    # whose cost follows the cyclic GC's generations, not the engine
+    # loose, because a shared machine's memory system alone moves this step's time by 1.7x for
+    # seconds at a time (measured); not under ASan, whose quarantine of freed memory makes late
+    # allocations slower by itself; and only on the compiled engine: the pure one's steps are
+    # Python objects in closure cycles, whose cost follows the cyclic GC's generations
     if not os.environ.get("MICROGRAD_SANITIZED") and IMPLEMENTATION == "compiled":
-        assert last <= 1.5 * first, f"last steps {last / first:.2f}x slower than the first"
+        assert last <= 2.5 * first, f"last steps {last / first:.2f}x slower than the first"
     if live:
         assert max(live[1:]) == min(live[1:]), f"live nodes drift between steps: {live}"

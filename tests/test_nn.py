@@ -239,13 +239,14 @@ def test_layer_with_mixed_and_custom_neurons():
 
 def test_layer_calls_the_kernel_once(monkeypatch):
     calls = []
-    real = _impl._layer
+    real = _impl._layer_rows
 
     def spy(*args):
-        calls.append(len(args[0]))
-        return real(*args)
+        out = real(*args)
+        calls.append(len(out))
+        return out
 
-    monkeypatch.setattr(_impl, "_layer", spy)
+    monkeypatch.setattr(_impl, "_layer_rows", spy)
     MLP(2, [16, 16, 1])([1.0, 2.0])
     assert calls == [16, 16, 1]
 
