@@ -55,6 +55,7 @@ cdef extern from "_arena.h":
     NodeC** mg_kids_new(uint32_t count)
     uint32_t mg_nkids(NodeC* n)
     NodeC* mg_kid(NodeC* n, uint32_t i)   # child i in operand order (b, w0, x0, ... for DOT)
+    void mg_rows_dot(NodeC** rows, uint32_t nin, NodeC** x, uint32_t count, double* out)
     NodeC** MG_ROW(NodeC* n)
     MgCall* MG_CALL(NodeC* n)
     NodeC* MG_NODE(NodeC** slabs, uint32_t idx)

@@ -9,6 +9,7 @@ from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free
+from libc.string cimport memcmp
 from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
@@ -1264,14 +1265,9 @@ cdef int _rows_check(_Rows rw, Py_ssize_t nin) except -1:
             row = <object>PySequence_Fast_ITEMS(rw.ws)[j]
             if len(row) != rw.nin:
                 break
-            items = PySequence_Fast_ITEMS(row)
-            for i in range(rw.nin):
-                if items[i] != seen[k + i]:
-                    break
-            else:
-                k += rw.nin
-                continue
-            break
+            if memcmp(PySequence_Fast_ITEMS(row), seen + k, rw.nin * sizeof(PyObject*)) != 0:
+                break
+            k += rw.nin
         else:
             if nin == rw.nin:
                 return 0
@@ -1308,6 +1304,7 @@ def _layer_rows(_Rows rows not None, x, act):
     cdef NodeC** row
     cdef NodeC* n
     cdef NodeC* xi_node
+    cdef double sums[4]
     cdef double acc, d
     cdef list out
     cdef double* xd = NULL
@@ -1368,10 +1365,11 @@ def _layer_rows(_Rows rows not None, x, act):
             call.x[i] = xi_node
             call.nin += 1
         for j in range(nout):
+            if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
+                mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
+                            <uint32_t>min(4, nout - j), sums)
             row = &r.nodes[j * (nin + 1)]
-            acc = row[0].data
-            for i in range(nin):
-                acc = acc + row[1 + i].data * call.x[i].data
+            acc = sums[j % 4]
             n = node_new(OP_DOT, acc)
             n.u.kids = call
             call.refcnt += 1
@@ -1461,6 +1459,8 @@ def _zero_grad(params):
         pk.nodes[i].grad = 0.0
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _sgd_step(params, double lr, double momentum, double weight_decay, double[::1] buf, bint started):
     """PyTorch's SGD: g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf."""
     cdef _Params pk = _as_params(params)
@@ -1469,6 +1469,11 @@ def _sgd_step(params, double lr, double momentum, double weight_decay, double[::
     cdef double g
     if momentum != 0.0 and buf.shape[0] < m:
         raise ValueError(f"momentum buffer holds {buf.shape[0]} values for {m} parameters")
+    if momentum == 0.0 and weight_decay == 0.0:  # plain SGD: the loop most training runs
+        for i in range(m):
+            p = pk.nodes[i]
+            p.data = p.data - lr * p.grad
+        return
     for i in range(m):
         p = pk.nodes[i]
         g = p.grad
@@ -1481,6 +1486,8 @@ def _sgd_step(params, double lr, double momentum, double weight_decay, double[::
         p.data = p.data - lr * g
 
 
+@cython.boundscheck(False)
+@cython.wraparound(False)
 def _adam_step(params, double lr, double beta1, double beta2, double eps, double weight_decay,
                double[::1] m, double[::1] v, long t):
     """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
