@@ -4,8 +4,8 @@ import random
 
 import torch
 
-from _workloads import (_now, repetitions, deep_build, graph_build, graph_counts, make_moons, metric,
-                        more_ops_graph)
+from _workloads import (MLP_COLD_NOTE, MLP_LOOP_NOTE, _now, deep_build, graph_build, graph_counts,
+                        make_moons, metric, mlp_samples, more_ops_graph, repetitions)
 
 # PyTorch's defaults, as a user has them: float32, its own thread count.
 
@@ -152,13 +152,9 @@ def run_mlp(P):
         return loss.item()
 
     step()
-    samples = []
-    for _ in repetitions(P, "mlp_reps"):
-        gc.collect()
-        t0 = _now()
-        step()
-        samples.append((_now() - t0) / 1e9)
-    return {"metrics": [metric("sample", "s", samples, note="a 1x64 batch, torch.optim.SGD")],
+    loop, cold = mlp_samples(step, P, [])
+    return {"metrics": [metric("sample", "s", loop, note="a 1x64 batch, torch.optim.SGD; " + MLP_LOOP_NOTE),
+                        metric("sample after gc.collect()", "s", cold, note=MLP_COLD_NOTE)],
             "check": None, "info": {}}
 
 
