@@ -8,6 +8,21 @@
 #include <math.h>
 #include <stdint.h>
 
+#if defined(__GNUC__) || defined(__clang__)
+#define MG_ALWAYS_INLINE static inline __attribute__((always_inline))
+#define MG_PREFETCH_W(p) __builtin_prefetch((p), 1)
+#define MG_PREFETCH_R(p) __builtin_prefetch((p), 0)
+#elif defined(_MSC_VER)
+#define MG_ALWAYS_INLINE static __forceinline
+#define MG_PREFETCH_W(p) ((void)0)
+#define MG_PREFETCH_R(p) ((void)0)
+#else
+#define MG_ALWAYS_INLINE static inline
+#define MG_PREFETCH_W(p) ((void)0)
+#define MG_PREFETCH_R(p) ((void)0)
+#endif
+#define MG_DOT_AHEAD 8
+
 enum {
     /* 0 children, then 1 or 2 inline (a, b), then an owned array of n children (u.kids) */
     OP_LEAF = 0, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW,
@@ -88,6 +103,13 @@ static void mg_rows_dot(NodeC *const *rows, uint32_t nin, NodeC *const *x, uint3
     if (count == 4) {
         a0 = r0[0]->data; a1 = r1[0]->data; a2 = r2[0]->data; a3 = r3[0]->data;
         for (i = 0; i < nin; i++) {
+            if (i + MG_DOT_AHEAD < nin) {  /* weights are often cold (a training step's first
+                                               touch): start their loads early */
+                MG_PREFETCH_R(r0[1 + i + MG_DOT_AHEAD]);
+                MG_PREFETCH_R(r1[1 + i + MG_DOT_AHEAD]);
+                MG_PREFETCH_R(r2[1 + i + MG_DOT_AHEAD]);
+                MG_PREFETCH_R(r3[1 + i + MG_DOT_AHEAD]);
+            }
             xv = x[i]->data;
             a0 = a0 + r0[1 + i]->data * xv;
             a1 = a1 + r1[1 + i]->data * xv;
@@ -138,16 +160,6 @@ static inline double mg_blog(double x, double out) {
     return NAN;
 }
 
-#if defined(__GNUC__) || defined(__clang__)
-#define MG_ALWAYS_INLINE static inline __attribute__((always_inline))
-#define MG_PREFETCH_W(p) __builtin_prefetch((p), 1)
-#elif defined(_MSC_VER)
-#define MG_ALWAYS_INLINE static __forceinline
-#define MG_PREFETCH_W(p) ((void)0)
-#else
-#define MG_ALWAYS_INLINE static inline
-#define MG_PREFETCH_W(p) ((void)0)
-#endif
 
 /* backward() as one pass down the tape: the root is marked, and each marked node met applies
  * its local rule and marks its children; it ends when no marked node is left below. Nodes made
