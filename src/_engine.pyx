@@ -1197,7 +1197,7 @@ cdef class _Rows:
 
 cdef int _rows_pack(_Rows rw) except -1:
     """Pack rw.r from rw.ws and rw.bs (every row of one length; checked here)."""
-    cdef Py_ssize_t nout = len(rw.ws), nin, j, i, k = 0, count
+    cdef Py_ssize_t nout = len(rw.ws), nin, j, k = 0, count
     cdef MgRows* r
     cdef list seen = []
     cdef bint plain = True
@@ -1256,8 +1256,7 @@ def _rows(ws, bs):
 
 cdef int _rows_check(_Rows rw, Py_ssize_t nin) except -1:
     """Pack again if any row changed since (items are compared by identity, not touched)."""
-    cdef Py_ssize_t j, i, k = 0
-    cdef PyObject** items
+    cdef Py_ssize_t j, k = 0
     cdef PyObject** seen
     if rw.nin >= 0 and rw.reinit == _reinit:
         seen = PySequence_Fast_ITEMS(rw.seen)
