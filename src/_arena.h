@@ -186,9 +186,9 @@ typedef struct {
 } MgScan;
 
 /* mark child c for the pass s (a plain leaf has no rule: it is never marked) */
-MG_ALWAYS_INLINE void mg_mark(MgScan *s, NodeC *c, Py_ssize_t *pending) {
-    if (c->epoch != s->ep && c->op != OP_LEAF) {
-        c->epoch = s->ep;
+MG_ALWAYS_INLINE void mg_mark(MgScan *s, uint16_t ep, NodeC *c, Py_ssize_t *pending) {
+    if (c->epoch != ep && c->op != OP_LEAF) {
+        c->epoch = ep;
         if (c->flags & F_LATE)
             s->order[s->cap - 1 - s->nlate++] = c;
         else
@@ -207,27 +207,28 @@ MG_ALWAYS_INLINE int mg_weights_plain(NodeC *n, uintptr_t leafgen) {
  * engine makes them; the inputs are shared by the call's nodes, so only its first node met in
  * a pass marks them */
 static void mg_mark_dot(MgScan *s, NodeC *n, Py_ssize_t *pending) {
+    const uint16_t ep = s->ep;
     NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x;
     uint32_t i, m = MG_CALL(n)->nin;
     int inputs = MG_CALL(n)->pass != s->pass;
     MG_CALL(n)->pass = s->pass;
-    mg_mark(s, row[0], pending);
+    mg_mark(s, ep, row[0], pending);
     if (mg_weights_plain(n, s->leafgen)) {
         if (inputs)
             for (i = 0; i < m; i++)
-                mg_mark(s, xs[i], pending);
+                mg_mark(s, ep, xs[i], pending);
         return;
     }
     for (i = 0; i < m; i++) {
-        mg_mark(s, row[1 + i], pending);
+        mg_mark(s, ep, row[1 + i], pending);
         if (inputs)
-            mg_mark(s, xs[i], pending);
+            mg_mark(s, ep, xs[i], pending);
     }
 }
 
 /* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
  * s != NULL the marks of its children for the pass s. Written once for both uses. */
-MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, Py_ssize_t *pending) {
+MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, uint16_t ep, Py_ssize_t *pending) {
     double g = n->grad, k;
     NodeC *a = n->a, *b = n->b, **row, **xs;
     uint32_t i, m;
@@ -263,16 +264,17 @@ MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, Py_ssize_t *pending) {
     default: return;
     }
 two:
-    if (s) { mg_mark(s, a, pending); mg_mark(s, b, pending); }
+    if (s) { mg_mark(s, ep, a, pending); mg_mark(s, ep, b, pending); }
     return;
 one:
-    if (s) mg_mark(s, a, pending);
+    if (s) mg_mark(s, ep, a, pending);
 }
 
-static void mg_local(NodeC *n) { mg_rule(n, NULL, NULL); }
+static void mg_local(NodeC *n) { mg_rule(n, NULL, 0, NULL); }
 
 /* the marks alone, for nodes whose rule the caller runs later */
 static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
+    const uint16_t ep = s->ep;
     uint32_t k, nk;
     if (n->op == OP_DOT) {
         mg_mark_dot(s, n, pending);
@@ -280,7 +282,7 @@ static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
     }
     nk = mg_nkids(n);
     for (k = 0; k < nk; k++)
-        mg_mark(s, mg_kid(n, k), pending);
+        mg_mark(s, ep, mg_kid(n, k), pending);
 }
 
 #define MG_AHEAD 16  /* entries looked up ahead: the nodes' loads start early (power of two) */
@@ -288,6 +290,7 @@ static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
 static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssize_t budget) {
     Py_ssize_t i = s->pos, pending = s->pending, work = 0, j;
     const uint16_t ep = s->ep;
+    int collecting = s->collecting;
     NodeC *n, *ahead[MG_AHEAD];
     for (j = 0; j < MG_AHEAD && i - j >= 0; j++) {
         ahead[(i - j) & (MG_AHEAD - 1)] = MG_NODE(slabs, tape[i - j]);
@@ -305,18 +308,22 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
             continue;
         n->epoch = 0;
         pending--;
-        if (n->op == OP_CUSTOM)
-            s->collecting = 1;
-        if (s->collecting) {
+        work++;
+        if (n->op >= OP_DOT) {
+            work += mg_nkids(n);
+            if (n->op == OP_CUSTOM)
+                collecting = 1;
+        }
+        if (collecting) {
             mg_mark_kids(s, n, &pending);
             s->order[s->count++] = n;
         } else {
-            mg_rule(n, s, &pending);
+            mg_rule(n, s, ep, &pending);
         }
-        work += n->op >= OP_DOT ? 1 + (Py_ssize_t)mg_nkids(n) : 3;
         if (work >= budget)
             break;
     }
+    s->collecting = collecting;
     s->looked += s->pos - i;
     s->pos = i;
     s->pending = pending;
