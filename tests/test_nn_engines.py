@@ -73,6 +73,41 @@ def test_kernels_bit_identical(engines, spec, opt):
     assert _run(compiled, act, weights, x, as_values, opt) == _run(python, act, weights, x, as_values, opt)
 
 
+def _run_hooked(E, act, weights, x, hooks, late):
+    # gradient hooks (a _backward on a leaf) on some weights and inputs, set before the layers
+    # run or after: both engines call them in the same order, with the same grads
+    log = []
+    layers = [([[E.Value(w) for w in row] for row in rows], [E.Value(b) for b in biases])
+              for rows, biases in weights]
+    xs = [E.Value(v) for v in x]
+    leaves = xs + [v for ws, bs in layers for v in [w for row in ws for w in row] + bs]
+
+    def hook_all():
+        for k in hooks:
+            v = leaves[k % len(leaves)]
+            v._backward = lambda v=v, k=k: log.append((k, v.grad.hex()))
+    if not late:
+        hook_all()
+    h = xs
+    for i, (ws, bs) in enumerate(layers):
+        h = E._layer_rows(E._rows(ws, bs), h, act if i < len(layers) - 1 else "linear")
+    if late:
+        hook_all()
+    loss = E._dot(E.Value(0.5), h, h)
+    loss.backward()
+    return log, [v.grad.hex() for v in leaves]
+
+
+@settings(max_examples=100, deadline=None)
+@given(spec=mlps(), hooks=st.lists(st.integers(0, 200), max_size=6), late=st.booleans())
+def test_gradient_hooks_run_alike(engines, spec, hooks, late):
+    compiled, python = engines
+    act, weights, x, _ = spec
+    got = _run_hooked(compiled, act, weights, x, hooks, late)
+    assert got == _run_hooked(python, act, weights, x, hooks, late)
+    assert len(got[0]) == len({k % len(got[1]) for k in hooks})  # each hooked leaf ran once
+
+
 SCRIPT = textwrap.dedent("""
     import json, pickle, random
     from micrograd import IMPLEMENTATION, MLP, losses, optim
