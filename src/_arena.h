@@ -1,6 +1,6 @@
-/* The node arena's struct and the two hot loops of backward(): the topological order and the
- * reverse sweep. Everything else lives in _engine.pyx; this is C only where the loop is the
- * product (-ffp-contract=off keeps every a*b+c rounded twice, as Python does). */
+/* The node arena's structs and the hot loops: backward()'s pass down the tape, the local rules,
+ * and a layer's forward sums. Everything else lives in _engine.pyx; this is C only where the
+ * loop is the product (-ffp-contract=off keeps every a*b+c rounded twice, as Python does). */
 #ifndef MICROGRAD_ARENA_H
 #define MICROGRAD_ARENA_H
 
@@ -24,7 +24,8 @@
 #define MG_DOT_AHEAD 8
 
 enum {
-    /* 0 children, then 1 or 2 inline (a, b), then an owned array of n children (u.kids) */
+    /* 0 children, then 1 or 2 inline (a, b), then n children (DOT: its row and call; CUSTOM:
+     * an owned array in u.kids) */
     OP_LEAF = 0, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW,
     OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID,
     OP_DOT,     /* b + w0*x0 + w1*x1 + ...: one neuron of a layer call (MgCall, MgRows) */
@@ -35,7 +36,7 @@ enum {
     F_HEAVY = 1,   /* the handle carries Python state (label, _op text, _backward) */
     F_PINNED = 2,  /* the node holds a strong reference to its handle */
     F_INTEXP = 4,  /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
-    F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when made, as of leaf generation b */
+    F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when packed, as of leaf generation b */
     F_LATE = 16    /* a leaf given a _backward: a user-defined op with no children, not on the
                       tape (made before its parents' rules run, it is run after all of them) */
 };
@@ -50,7 +51,8 @@ typedef struct NodeC NodeC;
 struct NodeC {
     double data;
     double grad;
-    union { double aux; void *kids; } u;   /* ADDC/MULC/POWC constant; DOT/CUSTOM children */
+    union { double aux; void *kids; } u;   /* ADDC/MULC/POWC constant; DOT: its MgCall;
+                                               CUSTOM: its children */
     union {
         struct { NodeC *a, *b; };           /* inline children; a links the free list */
         struct { NodeC *a_; double cgrad; };/* ADDC/MULC: the grad upstream's constant Value
@@ -60,7 +62,7 @@ struct NodeC {
     PyObject *handle;  /* borrowed: the live Value, or NULL; links the dead stack on release */
     uint32_t refcnt;   /* 1 for a live handle + 1 per parent link (+ short internal holds) */
     uint16_t epoch;    /* marked by the backward() of that number (mod 2**16), 0 once it ran */
-    uint8_t op;        /* the number of children follows from op; DOT/CUSTOM store it in u.kids */
+    uint8_t op;        /* the number of children follows from op (and DOT's call, CUSTOM's array) */
     uint8_t flags;
 };
 

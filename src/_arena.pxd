@@ -19,8 +19,8 @@ cdef extern from "_arena.h":
         double data
         double grad
         AuxC u
-        NodeC* a         # first child; next free node while on the free list
-        NodeC* b         # second child
+        NodeC* a         # first child (DOT: its row); next free node while on the free list
+        NodeC* b         # second child (DOT: the leaf generation of F_WLEAVES)
         double cgrad     # ADDC/MULC (in b's place): the grad of the constant, as upstream's Value
         PyObject* handle # borrowed: this node's live Value, or NULL; next dead node on release
         uint32_t refcnt  # 1 for a live handle + 1 per parent link (+ short internal holds)
