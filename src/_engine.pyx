@@ -613,6 +613,10 @@ cdef int _backward(NodeC* root) except -1:
             if sc.order == NULL:
                 raise MemoryError("micrograd: no memory for backward's work buffers")
             sc.cap = _live + 1024
+        if _tape_dead >= _tape_len // 2 and not _scanning:
+            # dead entries that no op creation has cleared yet (it compacts only when the tape
+            # is full): the search for the root and the pass would walk them on every call
+            _tape_compact()
         sc.ep = _next_epoch()
         _passes += 1
         sc.pass_ = _passes

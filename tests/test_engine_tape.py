@@ -84,6 +84,31 @@ def test_backward_from_a_node_made_long_ago():
         assert len(noise) == 20000
 
 
+def test_repeated_backward_does_not_walk_dead_history():
+    # `g` is made first; thousands of graphs made and dropped above it leave dead entries that
+    # only a full tape would clear. backward() clears them itself: each call then looks at g's
+    # own entries, not at the dead history
+    _engine._tape_shrink()
+    a, b = _engine.Value(-4.0), _engine.Value(2.0)
+    g = ((a * b + b**3).relu() * a - b / a).tanh()
+    ops = _engine._tape_stats()["live_ops"]
+    for i in range(300):  # fewer entries than fill the tape: no compaction on the way
+        ((a + float(i)) * b).exp()
+    stats = _engine._tape_stats()
+    assert stats["dead"] >= 600 and stats["len"] < stats["cap"]
+    g.backward()
+    assert _engine._tape_stats()["dead"] == 0
+    looked = _engine._tape_stats()["looked"]
+    g.backward()
+    assert _engine._tape_stats()["looked"] - looked <= ops
+    grads = (a.grad, b.grad)
+    want_a, want_b = _engine_py.Value(-4.0), _engine_py.Value(2.0)
+    want = ((want_a * want_b + want_b**3).relu() * want_a - want_b / want_a).tanh()
+    want.backward()
+    want.backward()
+    assert grads == (want_a.grad, want_b.grad)
+
+
 def test_a_signal_handler_that_makes_values_mid_backward():
     # Python code may run at a Ctrl-C check inside the pass: here it makes thousands of op
     # nodes, so the tape grows (and moves) while the pass is reading it
