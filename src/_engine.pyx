@@ -681,20 +681,24 @@ cdef class Value:
 
     def __init__(self, data, _children=(), _op='', label=''):
         global _reinit
-        cdef double d = _num(data, "Value data")
-        cdef list kids = []
+        cdef double d
+        cdef list kids = None
         cdef NodeC* n
         cdef NodeC** arr = NULL
         cdef Py_ssize_t i
-        for ch in _children:
-            if not isinstance(ch, Value):
-                raise TypeError(f"_children must be Values, not {type(ch).__name__!r}")
-            _node(<Value>ch)
-            kids.append(ch)
+        # the common case first and cheaply: Value(float) is how every input is made
+        d = PyFloat_AS_DOUBLE(data) if PyFloat_CheckExact(data) else _num(data, "Value data")
+        if not (type(_children) is tuple and len(<tuple>_children) == 0):
+            kids = []
+            for ch in _children:
+                if not isinstance(ch, Value):
+                    raise TypeError(f"_children must be Values, not {type(ch).__name__!r}")
+                _node(<Value>ch)
+                kids.append(ch)
         if not isinstance(_op, str):
             raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
         if not _grad_enabled:
-            kids = []
+            kids = None
         if kids:
             arr = mg_kids_new(<uint32_t>len(kids))
             if arr == NULL:
@@ -720,7 +724,7 @@ cdef class Value:
         self._label = None
         self._opstr = None
         self._bw = None
-        if _op:
+        if len(<str>_op) != 0:
             self._opstr = _op
             _mark_heavy(self)
         if not (isinstance(label, str) and len(<str>label) == 0):
