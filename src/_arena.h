@@ -23,6 +23,26 @@
 #endif
 #define MG_DOT_AHEAD 8
 
+/* the index of the lowest set bit of a non-zero word */
+#if defined(__GNUC__) || defined(__clang__)
+#define MG_CTZ64(x) ((unsigned)__builtin_ctzll(x))
+#elif defined(_MSC_VER) && (defined(_M_X64) || defined(_M_ARM64))
+#include <intrin.h>
+static __forceinline unsigned mg_ctz64(unsigned __int64 x) {
+    unsigned long i;
+    _BitScanForward64(&i, x);
+    return (unsigned)i;
+}
+#define MG_CTZ64(x) mg_ctz64(x)
+#else
+static inline unsigned mg_ctz64(uint64_t x) {
+    unsigned i = 0;
+    while (!(x & 1)) { x >>= 1; i++; }
+    return i;
+}
+#define MG_CTZ64(x) mg_ctz64(x)
+#endif
+
 enum {
     /* 0 children, then 1 or 2 inline (a, b), then n children (DOT: its row and call; CUSTOM:
      * an owned array in u.kids) */
@@ -54,7 +74,7 @@ struct NodeC {
     union { double aux; void *kids; } u;   /* ADDC/MULC/POWC constant; DOT: its MgCall;
                                                CUSTOM: its children */
     union {
-        struct { NodeC *a, *b; };           /* inline children; a links the free list */
+        struct { NodeC *a, *b; };           /* inline children */
         struct { NodeC *a_; double cgrad; };/* ADDC/MULC: the grad upstream's constant Value
                                                would hold (b is free: one child only) */
         NodeC *k2[2];

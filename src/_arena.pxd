@@ -19,7 +19,7 @@ cdef extern from "_arena.h":
         double data
         double grad
         AuxC u
-        NodeC* a         # first child (DOT: its row); next free node while on the free list
+        NodeC* a         # first child (DOT: its row)
         NodeC* b         # second child (DOT: the leaf generation of F_WLEAVES)
         double cgrad     # ADDC/MULC (in b's place): the grad of the constant, as upstream's Value
         PyObject* handle # borrowed: this node's live Value, or NULL; next dead node on release
@@ -51,6 +51,7 @@ cdef extern from "_arena.h":
         uint16_t ep
         int collecting
 
+    unsigned MG_CTZ64(uint64_t x)         # the lowest set bit's index (x != 0)
     const uint8_t* MG_ARITY
     NodeC** mg_kids_new(uint32_t count)
     uint32_t mg_nkids(NodeC* n)

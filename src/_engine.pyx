@@ -25,16 +25,22 @@ cdef extern from "Python.h":
     bint PyObject_GC_IsTracked(object)
 
 # ---------------------------------------------------------------------------------------------
-# The arena: slabs of nodes, a free list, and iterative release.
+# The arena: slabs of nodes, a bit per free node, and iterative release.
 
 cdef enum:
     SLAB_NODES = MG_SLAB_NODES # 8192: 448 KiB a slab of 56-byte nodes
+    SLAB_WORDS = MG_SLAB_NODES // 64  # words of free bits a slab
     SIGNAL_EVERY = 1 << 18     # work (a node plus its children) between checks for Ctrl-C
     TAPE_MIN = 4096            # the tape's first capacity, in entries
 
-cdef NodeC* _free_list = NULL
-cdef NodeC* _bump = NULL
-cdef NodeC* _bump_end = NULL
+# Free nodes are bits, slab by slab, and a new node is the lowest free one of the lowest slab
+# that has one: nodes made one after another sit side by side in memory whatever order the
+# earlier ones were freed in (a free list would hand them out in that order, scattered), which
+# keeps a layer's weights, and each step's graph, dense for the caches.
+cdef uint64_t* _freebits = NULL  # SLAB_WORDS a slab; a set bit is a free node
+cdef uint32_t* _slab_nfree = NULL
+cdef uint32_t* _slab_word = NULL  # no free node in this slab's words below this one
+cdef Py_ssize_t _low_slab = 0    # no free node in the slabs below this one
 cdef NodeC** _slabs = NULL
 cdef Py_ssize_t _nslabs = 0
 cdef Py_ssize_t _cap_slabs = 0
@@ -63,11 +69,13 @@ cdef Py_ssize_t _tape_looked = 0     # entries backward passes have looked at, i
 cdef int _scanning = 0           # a backward pass holds the tape: it may grow, not be compacted
 
 
-cdef NodeC* _arena_grow() except NULL:
-    global _bump, _bump_end, _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no
+cdef int _arena_grow() except -1:
+    """One more slab, every node of it free."""
+    global _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no, _freebits, _slab_nfree, _slab_word
     cdef NodeC* slab
     cdef NodeC** slabs
     cdef uint32_t* nos
+    cdef uint64_t* bits
     cdef Py_ssize_t i, cap
     if _nslabs >= (1 << (32 - MG_SLAB_SHIFT)) - 1:
         raise MemoryError("micrograd: the node arena is full (2**32 nodes)")
@@ -85,6 +93,18 @@ cdef NodeC* _arena_grow() except NULL:
         if nos == NULL:
             raise MemoryError("micrograd: the node arena cannot grow")
         _by_addr_no = nos
+        bits = <uint64_t*>PyMem_RawRealloc(_freebits, cap * SLAB_WORDS * sizeof(uint64_t))
+        if bits == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _freebits = bits
+        nos = <uint32_t*>PyMem_RawRealloc(_slab_nfree, cap * sizeof(uint32_t))
+        if nos == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _slab_nfree = nos
+        nos = <uint32_t*>PyMem_RawRealloc(_slab_word, cap * sizeof(uint32_t))
+        if nos == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _slab_word = nos
         _cap_slabs = cap
     slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
     if slab == NULL:
@@ -97,10 +117,12 @@ cdef NodeC* _arena_grow() except NULL:
         i -= 1
     _by_addr[i] = slab
     _by_addr_no[i] = <uint32_t>_nslabs
+    for i in range(SLAB_WORDS):
+        _freebits[_nslabs * SLAB_WORDS + i] = ~(<uint64_t>0)
+    _slab_nfree[_nslabs] = SLAB_NODES
+    _slab_word[_nslabs] = 0
     _nslabs += 1
-    _bump = slab + 1
-    _bump_end = slab + SLAB_NODES
-    return slab
+    return 0
 
 
 cdef uint32_t _index_slow(NodeC* n) noexcept:
@@ -167,8 +189,11 @@ cdef void _tape_compact() noexcept:
 
 cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     """A fresh node with no children, no handle and a count of zero; op nodes go on the tape."""
-    global _free_list, _bump, _live, _tape_len, _tape_dead, _live_ops
+    global _low_slab, _live, _tape_len, _tape_dead, _live_ops
     cdef NodeC* n
+    cdef Py_ssize_t s
+    cdef uint32_t w, off
+    cdef uint64_t* word
     if _limit >= 0 and _live >= _limit:
         raise MemoryError("micrograd: the node arena is full (test limit)")
     if op != OP_LEAF:
@@ -177,17 +202,25 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
             _tape_dead = 0
         if _tape_len == _tape_cap:
             _tape_make_room()
-    n = _free_list
-    if n != NULL:
-        _free_list = n.a
-    elif _bump < _bump_end:
-        n = _bump
-        _bump += 1
-    else:
-        n = _arena_grow()
+    s = _low_slab
+    while s < _nslabs and _slab_nfree[s] == 0:
+        s += 1
+    if s == _nslabs:
+        _arena_grow()
+    _low_slab = s
+    w = _slab_word[s]
+    word = &_freebits[s * SLAB_WORDS + w]
+    while word[0] == 0:  # there is a free node at or above w: the count says so
+        w += 1
+        word += 1
+    _slab_word[s] = w
+    off = (w << 6) | MG_CTZ64(word[0])
+    word[0] &= word[0] - 1
+    _slab_nfree[s] -= 1
+    n = _slabs[s] + off
     _live += 1
     if op != OP_LEAF:
-        _tape[_tape_len] = node_index(n)
+        _tape[_tape_len] = (<uint32_t>s << MG_SLAB_SHIFT) | off
         _tape_len += 1
         _live_ops += 1
     n.data = data
@@ -246,10 +279,10 @@ cdef inline void node_link(NodeC* n) noexcept:
 
 cdef void _drain() noexcept:
     """Free every node on the dead stack and release its children: a loop, never recursion."""
-    global _dead, _draining, _free_list, _live, _live_ops, _tape_dead
+    global _dead, _draining, _low_slab, _live, _live_ops, _tape_dead
     cdef NodeC* n
     cdef NodeC** kids
-    cdef uint32_t i
+    cdef uint32_t i, idx, s, w
     _draining = True
     while _dead != NULL:
         n = _dead
@@ -270,8 +303,15 @@ cdef void _drain() noexcept:
                 node_decref(n.b)
         n.op = OP_LEAF
         n.handle = NULL
-        n.a = _free_list
-        _free_list = n
+        idx = node_index(n)
+        s = idx >> MG_SLAB_SHIFT
+        w = (idx & (SLAB_NODES - 1)) >> 6
+        _freebits[s * SLAB_WORDS + w] |= (<uint64_t>1) << (idx & 63)
+        _slab_nfree[s] += 1
+        if w < _slab_word[s]:
+            _slab_word[s] = w
+        if s < _low_slab:
+            _low_slab = s
         _live -= 1
     _draining = False
 
@@ -1531,6 +1571,11 @@ def _arena_stats():
     """live nodes, slabs, bytes reserved by slabs, bytes per node."""
     return {"live": _live, "slabs": _nslabs, "bytes": _nslabs * SLAB_NODES * sizeof(NodeC),
             "node_bytes": sizeof(NodeC)}
+
+
+def _arena_index(Value v not None):
+    """Test hook: the arena index of v's node (its slab's number << 13 | its place in the slab)."""
+    return node_index(_node(v))
 
 
 def _tape_stats():

@@ -360,3 +360,30 @@ def test_many_backward_calls(engine):
     sq.grad = 0.0
     g1.backward()
     assert x.grad == 7.0
+
+
+# ---- where new nodes go --------------------------------------------------------------------------
+
+@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
+                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+def test_new_nodes_sit_side_by_side_whatever_order_the_old_ones_died_in():
+    # the compiled arena hands out the lowest free node: Values made one after another get
+    # ascending places (a layer's weights stay dense for the caches) even when the nodes they
+    # reuse were freed in a random order, and a slab's freed nodes are all used again
+    import random
+
+    from micrograd import _engine
+
+    V = _engine.Value
+    old = [V(float(i)) for i in range(20000)]
+    places = sorted(_engine._arena_index(v) for v in old)
+    random.Random(0).shuffle(old)
+    slabs = _engine._arena_stats()["slabs"]
+    while old:  # freed one at a time, in the shuffled order
+        old.pop()
+    new = [V(float(i)) for i in range(20000)]
+    got = [_engine._arena_index(v) for v in new]
+    assert all(a < b for a, b in zip(got, got[1:]))
+    assert got[0] <= places[0]  # the freed places (or lower ones) are reused, in order
+    assert _engine._arena_stats()["slabs"] == slabs
+    assert [v.data for v in new] == [float(i) for i in range(20000)]

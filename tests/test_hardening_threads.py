@@ -175,7 +175,7 @@ def test_mixed_threads_scalar_nn_and_garbage_collection(fast_switching):
 def test_compiled_module_asks_for_the_gil():
     """The module declares Py_MOD_GIL_USED: a free-threaded CPython re-enables the GIL on import.
 
-    The engine's arena (free list, slabs, counters, backward's buffers, the no_grad flag) is
+    The engine's arena (free bits, slabs, counters, backward's buffers, the no_grad flag) is
     process-global and unlocked; the GIL is what makes threads safe.
     """
     import sysconfig
