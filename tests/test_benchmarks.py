@@ -107,3 +107,11 @@ def test_bad_arguments_are_refused():
         runner.parse_args(["--only", "no_such_workload"])
     args = runner.parse_args(["--quick", "--only", "more_ops,memory", "--impl", "pure"])
     assert args.mode == "quick" and args.only == ["more_ops", "memory"] and args.impl == ["pure"]
+
+
+def test_the_fragmentation_script_runs(capsys):
+    from benchmarks import fragmentation
+
+    fragmentation.main(["--reps", "3", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "after a shuffled free" in out and "ratio" in out
