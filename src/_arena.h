@@ -23,6 +23,32 @@
 #endif
 #define MG_DOT_AHEAD 8
 
+#if defined(__linux__) || defined(__APPLE__)
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
+
+/* Give the pages of a slab whose nodes are all free back to the OS, keeping the addresses:
+ * reading them later is allowed and finds zeros or what was there, free nodes either way, and
+ * writing them takes fresh pages. 1 if it was done (Linux and macOS; elsewhere the slab stays). */
+static int mg_release_pages(void *p, size_t size) {
+#if defined(__linux__) || defined(__APPLE__)
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t lo = ((uintptr_t)p + page - 1) & ~(page - 1);
+    uintptr_t hi = ((uintptr_t)p + size) & ~(page - 1);
+    if (page == 0 || hi <= lo) return 0;
+#if defined(__linux__)
+    return madvise((void *)lo, (size_t)(hi - lo), MADV_DONTNEED) == 0;
+#else
+    return madvise((void *)lo, (size_t)(hi - lo), MADV_FREE) == 0;
+#endif
+#else
+    (void)p;
+    (void)size;
+    return 0;
+#endif
+}
+
 /* the index of the lowest set bit of a non-zero word */
 #if defined(__GNUC__) || defined(__clang__)
 #define MG_CTZ64(x) ((unsigned)__builtin_ctzll(x))

@@ -52,6 +52,7 @@ cdef extern from "_arena.h":
         int collecting
 
     unsigned MG_CTZ64(uint64_t x)         # the lowest set bit's index (x != 0)
+    int mg_release_pages(void* p, size_t size)  # 1 if the OS took the pages back
     const uint8_t* MG_ARITY
     NodeC** mg_kids_new(uint32_t count)
     uint32_t mg_nkids(NodeC* n)

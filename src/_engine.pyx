@@ -30,6 +30,7 @@ cdef extern from "Python.h":
 cdef enum:
     SLAB_NODES = MG_SLAB_NODES # 8192: 448 KiB a slab of 56-byte nodes
     SLAB_WORDS = MG_SLAB_NODES // 64  # words of free bits a slab
+    SLABS_KEPT = 2             # all-free slabs a full collection leaves with their pages
     SIGNAL_EVERY = 1 << 18     # work (a node plus its children) between checks for Ctrl-C
     TAPE_MIN = 4096            # the tape's first capacity, in entries
 
@@ -41,6 +42,11 @@ cdef uint64_t* _freebits = NULL  # SLAB_WORDS a slab; a set bit is a free node
 cdef uint32_t* _slab_nfree = NULL
 cdef uint32_t* _slab_word = NULL  # no free node in this slab's words below this one
 cdef Py_ssize_t _low_slab = 0    # no free node in the slabs below this one
+# A full collection (gc.collect(), or the GC's own rare ones) gives the pages of all-free slabs
+# back to the OS, beyond the first few: memory comes back after a big graph is dropped, and a
+# training loop, which frees and remakes its graph every step, does not pay page faults for it.
+cdef uint8_t* _slab_gone = NULL  # 1: all free and its pages given back (until a node is made there)
+cdef Py_ssize_t _slabs_gone = 0
 cdef NodeC** _slabs = NULL
 cdef Py_ssize_t _nslabs = 0
 cdef Py_ssize_t _cap_slabs = 0
@@ -72,6 +78,8 @@ cdef int _scanning = 0           # a backward pass holds the tape: it may grow, 
 cdef int _arena_grow() except -1:
     """One more slab, every node of it free."""
     global _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no, _freebits, _slab_nfree, _slab_word
+    global _slab_gone
+    cdef uint8_t* gone
     cdef NodeC* slab
     cdef NodeC** slabs
     cdef uint32_t* nos
@@ -105,6 +113,10 @@ cdef int _arena_grow() except -1:
         if nos == NULL:
             raise MemoryError("micrograd: the node arena cannot grow")
         _slab_word = nos
+        gone = <uint8_t*>PyMem_RawRealloc(_slab_gone, cap * sizeof(uint8_t))
+        if gone == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _slab_gone = gone
         _cap_slabs = cap
     slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
     if slab == NULL:
@@ -121,6 +133,7 @@ cdef int _arena_grow() except -1:
         _freebits[_nslabs * SLAB_WORDS + i] = ~(<uint64_t>0)
     _slab_nfree[_nslabs] = SLAB_NODES
     _slab_word[_nslabs] = 0
+    _slab_gone[_nslabs] = 0
     _nslabs += 1
     return 0
 
@@ -164,6 +177,17 @@ cdef int _tape_make_room() except -1:
     return 0
 
 
+cdef int _tape_resize(Py_ssize_t cap) noexcept:
+    """Make the tape's capacity cap (>= its length); 0, or -1 if realloc failed (nothing changed)."""
+    global _tape, _tape_cap
+    cdef uint32_t* t = <uint32_t*>PyMem_RawRealloc(_tape, cap * sizeof(uint32_t))
+    if t == NULL:
+        return -1
+    _tape = t
+    _tape_cap = cap
+    return 0
+
+
 cdef void _tape_compact() noexcept:
     """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go."""
     global _tape_len, _tape_dead, _tape_compactions
@@ -189,7 +213,7 @@ cdef void _tape_compact() noexcept:
 
 cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     """A fresh node with no children, no handle and a count of zero; op nodes go on the tape."""
-    global _low_slab, _live, _tape_len, _tape_dead, _live_ops
+    global _low_slab, _live, _tape_len, _tape_dead, _live_ops, _slabs_gone
     cdef NodeC* n
     cdef Py_ssize_t s
     cdef uint32_t w, off
@@ -208,6 +232,9 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     if s == _nslabs:
         _arena_grow()
     _low_slab = s
+    if _slab_gone[s]:  # its first node since its pages went back: they come again as it is used
+        _slab_gone[s] = 0
+        _slabs_gone -= 1
     w = _slab_word[s]
     word = &_freebits[s * SLAB_WORDS + w]
     while word[0] == 0:  # there is a free node at or above w: the count says so
@@ -596,8 +623,47 @@ cdef int _backward_depth = 0
 cdef void _reset_epochs() noexcept:
     cdef Py_ssize_t s, i
     for s in range(_nslabs):
+        if _slab_nfree[s] == SLAB_NODES:
+            continue  # nothing live: node_new sets a node's epoch when it hands it out
         for i in range(SLAB_NODES):
             _slabs[s][i].epoch = 0
+
+
+cdef void _give_back_memory() noexcept:
+    """Give back the pages of every all-free slab but the first SLABS_KEPT of them, and the
+    tape's and backward's buffers where they are four times what is in use."""
+    global _slabs_gone, _order, _order_cap
+    cdef Py_ssize_t s, kept = 0
+    if _scanning or _backward_depth:
+        return  # a pass holds the tape (and may read its dead entries): another time
+    # no tape entry may lead into a slab whose pages go back: nothing reads them after this
+    if _tape_dead:
+        _tape_compact()
+    if _tape_cap > TAPE_MIN and _tape_cap > 4 * _tape_len:
+        _tape_resize(max(<Py_ssize_t>TAPE_MIN, 2 * _tape_len))
+    if _order_cap > 4 * (_live + 1024):
+        PyMem_RawFree(_order)  # made again, to size, by the next backward()
+        _order = NULL
+        _order_cap = 0
+    for s in range(_nslabs):
+        if _slab_nfree[s] != SLAB_NODES or _slab_gone[s]:
+            continue
+        if kept < SLABS_KEPT:  # the lowest ones: where the next nodes will be made
+            kept += 1
+            continue
+        if mg_release_pages(_slabs[s], SLAB_NODES * sizeof(NodeC)):
+            _slab_gone[s] = 1
+            _slabs_gone += 1
+
+
+def _after_gc(phase, info):
+    """gc.callbacks hook: after a full collection, unused arena memory goes back to the OS."""
+    if phase == "stop" and info.get("generation") == 2:
+        _give_back_memory()
+
+
+import gc as _gc
+_gc.callbacks.append(_after_gc)
 
 
 cdef uint16_t _next_epoch() noexcept:
@@ -1568,9 +1634,10 @@ def _live_nodes():
 
 
 def _arena_stats():
-    """live nodes, slabs, bytes reserved by slabs, bytes per node."""
+    """live nodes, slabs, bytes reserved by slabs, bytes per node, slabs whose pages went back
+    to the OS (all free; see _release_free_slabs)."""
     return {"live": _live, "slabs": _nslabs, "bytes": _nslabs * SLAB_NODES * sizeof(NodeC),
-            "node_bytes": sizeof(NodeC)}
+            "node_bytes": sizeof(NodeC), "slabs_given_back": _slabs_gone}
 
 
 def _arena_index(Value v not None):
@@ -1587,19 +1654,14 @@ def _tape_stats():
 
 def _tape_shrink():
     """Test hook: compact the tape and give back its spare capacity (down to the first size)."""
-    global _tape, _tape_cap
-    cdef uint32_t* t
     cdef Py_ssize_t cap = TAPE_MIN
     if _scanning:
         raise RuntimeError("backward() is running")
     _tape_compact()
     while cap < _tape_len + 1:
         cap *= 2
-    t = <uint32_t*>PyMem_RawRealloc(_tape, cap * sizeof(uint32_t))
-    if t == NULL:
+    if _tape_resize(cap) != 0:
         raise MemoryError()
-    _tape = t
-    _tape_cap = cap
 
 
 def _set_node_limit(limit):

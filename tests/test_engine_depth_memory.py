@@ -387,3 +387,41 @@ def test_new_nodes_sit_side_by_side_whatever_order_the_old_ones_died_in():
     assert got[0] <= places[0]  # the freed places (or lower ones) are reused, in order
     assert _engine._arena_stats()["slabs"] == slabs
     assert [v.data for v in new] == [float(i) for i in range(20000)]
+
+
+@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
+                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+def test_a_full_collection_gives_a_dropped_graphs_memory_back():
+    from micrograd import _engine
+
+    V = _engine.Value
+    settle(_engine)
+    a = V(0.5)
+    old = a * 3.0 + 1.0  # made first: low in the arena, and backpropagated after the release
+    x = a
+    for _ in range(300_000):  # 600,000 nodes, ~33 MB: dozens of slabs
+        x = x * 1.0000001 + 0.25
+    x.backward()
+    grad_big = a.grad
+    before = rss_bytes()
+    del x
+    gc.collect()
+    stats = _engine._arena_stats()
+    after = rss_bytes()
+    if sys.platform.startswith("linux") or sys.platform == "darwin":
+        assert stats["slabs_given_back"] >= stats["slabs"] // 2, stats
+    if sys.platform.startswith("linux"):
+        assert before - after > 20 * 2**20, (before, after)  # most of the ~33 MB
+    assert _engine._tape_stats()["cap"] <= 8192  # the tape's room for 600,000 went back too
+    # the arena works on: the old graph backpropagates, and a new big one reuses the slabs
+    a.grad = 0.0
+    old.backward()
+    assert a.grad == 3.0
+    x = a
+    for _ in range(300_000):
+        x = x * 1.0000001 + 0.25
+    assert _engine._arena_stats()["slabs"] == stats["slabs"]
+    assert _engine._arena_stats()["slabs_given_back"] < stats["slabs_given_back"]
+    a.grad = 0.0
+    x.backward()
+    assert a.grad == grad_big

@@ -80,6 +80,23 @@ except MemoryError:
     pass
 E._set_node_limit(None)
 
+# a graph of a dozen slabs dropped: a full collection gives their pages back to the OS, and
+# new nodes are made there afterwards
+keep = V(2.0)
+kept = keep * keep
+big = keep
+for _ in range(50_000):
+    big = big * 1.0 + 0.5
+del big
+gc.collect()
+assert E._arena_stats()["slabs_given_back"] > 0, E._arena_stats()
+big = keep
+for _ in range(50_000):
+    big = big * 1.0 + 0.5
+big.backward()
+kept.backward()
+del big, kept, keep
+
 with E.no_grad():
     z = (a * b).tanh() + 1
 assert z._prev == set()
