@@ -410,7 +410,8 @@ def test_a_full_collection_gives_a_dropped_graphs_memory_back():
     after = rss_bytes()
     if sys.platform.startswith("linux") or sys.platform == "darwin":
         assert stats["slabs_given_back"] >= stats["slabs"] // 2, stats
-    if sys.platform.startswith("linux"):
+    if sys.platform.startswith("linux") and not os.environ.get("MICROGRAD_SANITIZED"):
+        # (AddressSanitizer's allocator keeps its own books: RSS says little there)
         assert before - after > 20 * 2**20, (before, after)  # most of the ~33 MB
     assert _engine._tape_stats()["cap"] <= 8192  # the tape's room for 600,000 went back too
     # the arena works on: the old graph backpropagates, and a new big one reuses the slabs
