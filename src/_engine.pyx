@@ -31,6 +31,9 @@ cdef enum:
     SLAB_NODES = MG_SLAB_NODES # 8192: 448 KiB a slab of 56-byte nodes
     SLAB_WORDS = MG_SLAB_NODES // 64  # words of free bits a slab
     SLABS_KEPT = 2             # all-free slabs a full collection leaves with their pages
+    SLAB_BUSY = 0              # a node was made in it since the last full collection
+    SLAB_IDLE = 1              # all free at a full collection, and nothing made since
+    SLAB_GONE = 2              # its pages went back to the OS; nothing made since
     SIGNAL_EVERY = 1 << 18     # work (a node plus its children) between checks for Ctrl-C
     TAPE_MIN = 4096            # the tape's first capacity, in entries
 
@@ -42,11 +45,14 @@ cdef uint64_t* _freebits = NULL  # SLAB_WORDS a slab; a set bit is a free node
 cdef uint32_t* _slab_nfree = NULL
 cdef uint32_t* _slab_word = NULL  # no free node in this slab's words below this one
 cdef Py_ssize_t _low_slab = 0    # no free node in the slabs below this one
-# A full collection (gc.collect(), or the GC's own rare ones) gives the pages of all-free slabs
-# back to the OS, beyond the first few: memory comes back after a big graph is dropped, and a
-# training loop, which frees and remakes its graph every step, does not pay page faults for it.
-cdef uint8_t* _slab_gone = NULL  # 1: all free and its pages given back (until a node is made there)
+# A full collection (gc.collect(), or the GC's own rare ones) gives back to the OS the pages of
+# the slabs that have been all free, with no node made in them, for IDLE_SECONDS or more (but
+# the first few): the memory of a graph dropped for good comes back, while a loop that frees and
+# remakes a big graph, collecting in between, does not pay page faults every round.
+cdef uint8_t* _slab_gone = NULL  # SLAB_BUSY, SLAB_IDLE (all free, nothing made since), SLAB_GONE
+cdef double* _slab_idle_since = NULL  # SLAB_IDLE: when a full collection first found it so
 cdef Py_ssize_t _slabs_gone = 0
+cdef double IDLE_SECONDS = 1.0  # how long a slab stays all free and unused before it goes
 cdef NodeC** _slabs = NULL
 cdef Py_ssize_t _nslabs = 0
 cdef Py_ssize_t _cap_slabs = 0
@@ -78,8 +84,9 @@ cdef int _scanning = 0           # a backward pass holds the tape: it may grow, 
 cdef int _arena_grow() except -1:
     """One more slab, every node of it free."""
     global _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no, _freebits, _slab_nfree, _slab_word
-    global _slab_gone
+    global _slab_gone, _slab_idle_since
     cdef uint8_t* gone
+    cdef double* since
     cdef NodeC* slab
     cdef NodeC** slabs
     cdef uint32_t* nos
@@ -117,6 +124,10 @@ cdef int _arena_grow() except -1:
         if gone == NULL:
             raise MemoryError("micrograd: the node arena cannot grow")
         _slab_gone = gone
+        since = <double*>PyMem_RawRealloc(_slab_idle_since, cap * sizeof(double))
+        if since == NULL:
+            raise MemoryError("micrograd: the node arena cannot grow")
+        _slab_idle_since = since
         _cap_slabs = cap
     slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
     if slab == NULL:
@@ -133,7 +144,7 @@ cdef int _arena_grow() except -1:
         _freebits[_nslabs * SLAB_WORDS + i] = ~(<uint64_t>0)
     _slab_nfree[_nslabs] = SLAB_NODES
     _slab_word[_nslabs] = 0
-    _slab_gone[_nslabs] = 0
+    _slab_gone[_nslabs] = SLAB_BUSY
     _nslabs += 1
     return 0
 
@@ -232,9 +243,10 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     if s == _nslabs:
         _arena_grow()
     _low_slab = s
-    if _slab_gone[s]:  # its first node since its pages went back: they come again as it is used
-        _slab_gone[s] = 0
-        _slabs_gone -= 1
+    if _slab_gone[s] != SLAB_BUSY:  # its first node since the last full collection
+        if _slab_gone[s] == SLAB_GONE:  # (pages that went back come again as they are used)
+            _slabs_gone -= 1
+        _slab_gone[s] = SLAB_BUSY
     w = _slab_word[s]
     word = &_freebits[s * SLAB_WORDS + w]
     while word[0] == 0:  # there is a free node at or above w: the count says so
@@ -629,39 +641,47 @@ cdef void _reset_epochs() noexcept:
             _slabs[s][i].epoch = 0
 
 
-cdef void _give_back_memory() noexcept:
-    """Give back the pages of every all-free slab but the first SLABS_KEPT of them, and the
-    tape's and backward's buffers where they are four times what is in use."""
+cdef void _give_back_memory(double now) noexcept:
+    """At a full collection, `now` seconds on the monotonic clock: give back the pages of the
+    slabs that have been all free, with no node made in them, since a collection at least
+    IDLE_SECONDS ago (but the first SLABS_KEPT all-free ones); and then the tape's and
+    backward's buffers too, where they are four times what is in use."""
     global _slabs_gone, _order, _order_cap
-    cdef Py_ssize_t s, kept = 0
+    cdef Py_ssize_t s, kept = 0, released = 0
     if _scanning or _backward_depth:
         return  # a pass holds the tape (and may read its dead entries): another time
-    # no tape entry may lead into a slab whose pages go back: nothing reads them after this
-    if _tape_dead:
-        _tape_compact()
-    if _tape_cap > TAPE_MIN and _tape_cap > 4 * _tape_len:
-        _tape_resize(max(<Py_ssize_t>TAPE_MIN, 2 * _tape_len))
-    if _order_cap > 4 * (_live + 1024):
-        PyMem_RawFree(_order)  # made again, to size, by the next backward()
-        _order = NULL
-        _order_cap = 0
     for s in range(_nslabs):
-        if _slab_nfree[s] != SLAB_NODES or _slab_gone[s]:
+        if _slab_nfree[s] != SLAB_NODES or _slab_gone[s] == SLAB_GONE:
             continue
         if kept < SLABS_KEPT:  # the lowest ones: where the next nodes will be made
             kept += 1
-            continue
-        if mg_release_pages(_slabs[s], SLAB_NODES * sizeof(NodeC)):
-            _slab_gone[s] = 1
-            _slabs_gone += 1
+        elif _slab_gone[s] == SLAB_BUSY:
+            _slab_gone[s] = SLAB_IDLE  # all free from now: if it stays so long enough, it goes
+            _slab_idle_since[s] = now
+        elif now - _slab_idle_since[s] >= IDLE_SECONDS:
+            if not released and _tape_dead:
+                _tape_compact()  # no entry may lead into pages that go back: none is read again
+            if mg_release_pages(_slabs[s], SLAB_NODES * sizeof(NodeC)):
+                _slab_gone[s] = SLAB_GONE
+                _slabs_gone += 1
+                released += 1
+    if released:  # a big graph is gone for good: so is the room it needed in the buffers
+        if _tape_cap > TAPE_MIN and _tape_cap > 4 * _tape_len:
+            _tape_compact()
+            _tape_resize(max(<Py_ssize_t>TAPE_MIN, 2 * _tape_len))
+        if _order_cap > 4 * (_live + 1024):
+            PyMem_RawFree(_order)  # made again, to size, by the next backward()
+            _order = NULL
+            _order_cap = 0
 
 
 def _after_gc(phase, info):
     """gc.callbacks hook: after a full collection, unused arena memory goes back to the OS."""
     if phase == "stop" and info.get("generation") == 2:
-        _give_back_memory()
+        _give_back_memory(_monotonic())
 
 
+from time import monotonic as _monotonic
 import gc as _gc
 _gc.callbacks.append(_after_gc)
 

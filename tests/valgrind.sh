@@ -24,6 +24,7 @@ cat >"$OUT/workload.py" <<'EOF'
 import gc
 import math
 import sys
+import time
 
 from micrograd import _engine as E
 from micrograd import losses, optim
@@ -80,7 +81,7 @@ except MemoryError:
     pass
 E._set_node_limit(None)
 
-# a graph of a dozen slabs dropped: a full collection gives their pages back to the OS, and
+# a graph of a dozen slabs dropped: full collections give their pages back to the OS, and
 # new nodes are made there afterwards
 keep = V(2.0)
 kept = keep * keep
@@ -89,6 +90,8 @@ for _ in range(50_000):
     big = big * 1.0 + 0.5
 del big
 gc.collect()
+time.sleep(1.1)
+gc.collect()  # all free and unused for a second: their pages go back
 assert E._arena_stats()["slabs_given_back"] > 0, E._arena_stats()
 big = keep
 for _ in range(50_000):
