@@ -457,4 +457,6 @@ def test_a_loop_that_collects_between_big_graphs_keeps_its_pages():
         gc.collect()
         gone.append(_engine._arena_stats()["slabs_given_back"])
     assert all(b <= a for a, b in zip(gone, gone[1:])), gone  # none given back in the loop
-    assert max(faults[1:]) < 1000, faults
+    if not os.environ.get("MICROGRAD_SANITIZED"):  # (ASan's allocator faults pages of its own)
+        pages = 200_000 * _engine._arena_stats()["node_bytes"] // 4096
+        assert max(faults[1:]) < pages // 2, (faults, pages)  # not the graph's pages again
