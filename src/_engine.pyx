@@ -81,53 +81,32 @@ cdef Py_ssize_t _tape_looked = 0     # entries backward passes have looked at, i
 cdef int _scanning = 0           # a backward pass holds the tape: it may grow, not be compacted
 
 
+cdef void* _regrow(void* p, size_t size) except NULL:
+    """realloc, or MemoryError (p is then untouched and still the caller's)."""
+    cdef void* q = PyMem_RawRealloc(p, size)
+    if q == NULL:
+        raise MemoryError("micrograd: the node arena cannot grow")
+    return q
+
+
 cdef int _arena_grow() except -1:
     """One more slab, every node of it free."""
     global _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no, _freebits, _slab_nfree, _slab_word
     global _slab_gone, _slab_idle_since
-    cdef uint8_t* gone
-    cdef double* since
     cdef NodeC* slab
-    cdef NodeC** slabs
-    cdef uint32_t* nos
-    cdef uint64_t* bits
     cdef Py_ssize_t i, cap
     if _nslabs >= (1 << (32 - MG_SLAB_SHIFT)) - 1:
         raise MemoryError("micrograd: the node arena is full (2**32 nodes)")
-    if _nslabs == _cap_slabs:
+    if _nslabs == _cap_slabs:  # each table grows in turn; one that fails leaves the others bigger
         cap = 2 * _cap_slabs + 8
-        slabs = <NodeC**>PyMem_RawRealloc(_slabs, cap * sizeof(NodeC*))
-        if slabs == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _slabs = slabs
-        slabs = <NodeC**>PyMem_RawRealloc(_by_addr, cap * sizeof(NodeC*))
-        if slabs == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _by_addr = slabs
-        nos = <uint32_t*>PyMem_RawRealloc(_by_addr_no, cap * sizeof(uint32_t))
-        if nos == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _by_addr_no = nos
-        bits = <uint64_t*>PyMem_RawRealloc(_freebits, cap * SLAB_WORDS * sizeof(uint64_t))
-        if bits == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _freebits = bits
-        nos = <uint32_t*>PyMem_RawRealloc(_slab_nfree, cap * sizeof(uint32_t))
-        if nos == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _slab_nfree = nos
-        nos = <uint32_t*>PyMem_RawRealloc(_slab_word, cap * sizeof(uint32_t))
-        if nos == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _slab_word = nos
-        gone = <uint8_t*>PyMem_RawRealloc(_slab_gone, cap * sizeof(uint8_t))
-        if gone == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _slab_gone = gone
-        since = <double*>PyMem_RawRealloc(_slab_idle_since, cap * sizeof(double))
-        if since == NULL:
-            raise MemoryError("micrograd: the node arena cannot grow")
-        _slab_idle_since = since
+        _slabs = <NodeC**>_regrow(_slabs, cap * sizeof(NodeC*))
+        _by_addr = <NodeC**>_regrow(_by_addr, cap * sizeof(NodeC*))
+        _by_addr_no = <uint32_t*>_regrow(_by_addr_no, cap * sizeof(uint32_t))
+        _freebits = <uint64_t*>_regrow(_freebits, cap * SLAB_WORDS * sizeof(uint64_t))
+        _slab_nfree = <uint32_t*>_regrow(_slab_nfree, cap * sizeof(uint32_t))
+        _slab_word = <uint32_t*>_regrow(_slab_word, cap * sizeof(uint32_t))
+        _slab_gone = <uint8_t*>_regrow(_slab_gone, cap * sizeof(uint8_t))
+        _slab_idle_since = <double*>_regrow(_slab_idle_since, cap * sizeof(double))
         _cap_slabs = cap
     slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
     if slab == NULL:
