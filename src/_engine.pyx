@@ -49,7 +49,7 @@ cdef Py_ssize_t _low_slab = 0    # no free node in the slabs below this one
 # the slabs that have been all free, with no node made in them, for IDLE_SECONDS or more (but
 # the first few): the memory of a graph dropped for good comes back, while a loop that frees and
 # remakes a big graph, collecting in between, does not pay page faults every round.
-cdef uint8_t* _slab_gone = NULL  # SLAB_BUSY, SLAB_IDLE (all free, nothing made since), SLAB_GONE
+cdef uint8_t* _slab_state = NULL  # SLAB_BUSY, SLAB_IDLE (all free, nothing made since), SLAB_GONE
 cdef double* _slab_idle_since = NULL  # SLAB_IDLE: when a full collection first found it so
 cdef Py_ssize_t _slabs_gone = 0
 cdef double IDLE_SECONDS = 1.0  # how long a slab stays all free and unused before it goes
@@ -92,7 +92,7 @@ cdef void* _regrow(void* p, size_t size) except NULL:
 cdef int _arena_grow() except -1:
     """One more slab, every node of it free."""
     global _slabs, _cap_slabs, _nslabs, _by_addr, _by_addr_no, _freebits, _slab_nfree, _slab_word
-    global _slab_gone, _slab_idle_since
+    global _slab_state, _slab_idle_since
     cdef NodeC* slab
     cdef Py_ssize_t i, cap
     if _nslabs >= (1 << (32 - MG_SLAB_SHIFT)) - 1:
@@ -105,7 +105,7 @@ cdef int _arena_grow() except -1:
         _freebits = <uint64_t*>_regrow(_freebits, cap * SLAB_WORDS * sizeof(uint64_t))
         _slab_nfree = <uint32_t*>_regrow(_slab_nfree, cap * sizeof(uint32_t))
         _slab_word = <uint32_t*>_regrow(_slab_word, cap * sizeof(uint32_t))
-        _slab_gone = <uint8_t*>_regrow(_slab_gone, cap * sizeof(uint8_t))
+        _slab_state = <uint8_t*>_regrow(_slab_state, cap * sizeof(uint8_t))
         _slab_idle_since = <double*>_regrow(_slab_idle_since, cap * sizeof(double))
         _cap_slabs = cap
     slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
@@ -123,7 +123,7 @@ cdef int _arena_grow() except -1:
         _freebits[_nslabs * SLAB_WORDS + i] = ~(<uint64_t>0)
     _slab_nfree[_nslabs] = SLAB_NODES
     _slab_word[_nslabs] = 0
-    _slab_gone[_nslabs] = SLAB_BUSY
+    _slab_state[_nslabs] = SLAB_BUSY
     _nslabs += 1
     return 0
 
@@ -222,10 +222,10 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     if s == _nslabs:
         _arena_grow()
     _low_slab = s
-    if _slab_gone[s] != SLAB_BUSY:  # its first node since the last full collection
-        if _slab_gone[s] == SLAB_GONE:  # (pages that went back come again as they are used)
+    if _slab_state[s] != SLAB_BUSY:  # its first node since the last full collection
+        if _slab_state[s] == SLAB_GONE:  # (pages that went back come again as they are used)
             _slabs_gone -= 1
-        _slab_gone[s] = SLAB_BUSY
+        _slab_state[s] = SLAB_BUSY
     w = _slab_word[s]
     word = &_freebits[s * SLAB_WORDS + w]
     while word[0] == 0:  # there is a free node at or above w: the count says so
@@ -630,23 +630,22 @@ cdef void _give_back_memory(double now) noexcept:
     if _scanning or _backward_depth:
         return  # a pass holds the tape (and may read its dead entries): another time
     for s in range(_nslabs):
-        if _slab_nfree[s] != SLAB_NODES or _slab_gone[s] == SLAB_GONE:
+        if _slab_nfree[s] != SLAB_NODES or _slab_state[s] == SLAB_GONE:
             continue
         if kept < SLABS_KEPT:  # the lowest ones: where the next nodes will be made
             kept += 1
-        elif _slab_gone[s] == SLAB_BUSY:
-            _slab_gone[s] = SLAB_IDLE  # all free from now: if it stays so long enough, it goes
+        elif _slab_state[s] == SLAB_BUSY:
+            _slab_state[s] = SLAB_IDLE  # all free from now: if it stays so long enough, it goes
             _slab_idle_since[s] = now
         elif now - _slab_idle_since[s] >= IDLE_SECONDS:
             if not released and _tape_dead:
                 _tape_compact()  # no entry may lead into pages that go back: none is read again
             if mg_release_pages(_slabs[s], SLAB_NODES * sizeof(NodeC)):
-                _slab_gone[s] = SLAB_GONE
+                _slab_state[s] = SLAB_GONE
                 _slabs_gone += 1
                 released += 1
     if released:  # a big graph is gone for good: so is the room it needed in the buffers
         if _tape_cap > TAPE_MIN and _tape_cap > 4 * _tape_len:
-            _tape_compact()
             _tape_resize(max(<Py_ssize_t>TAPE_MIN, 2 * _tape_len))
         if _order_cap > 4 * (_live + 1024):
             PyMem_RawFree(_order)  # made again, to size, by the next backward()
@@ -1634,7 +1633,7 @@ def _live_nodes():
 
 def _arena_stats():
     """live nodes, slabs, bytes reserved by slabs, bytes per node, slabs whose pages went back
-    to the OS (all free; see _release_free_slabs)."""
+    to the OS (all free; see _give_back_memory)."""
     return {"live": _live, "slabs": _nslabs, "bytes": _nslabs * SLAB_NODES * sizeof(NodeC),
             "node_bytes": sizeof(NodeC), "slabs_given_back": _slabs_gone}
 
