@@ -51,7 +51,6 @@ cdef Py_ssize_t _low_slab = 0    # no free node in the slabs below this one
 # remakes a big graph, collecting in between, does not pay page faults every round.
 cdef uint8_t* _slab_state = NULL  # SLAB_BUSY, SLAB_IDLE (all free, nothing made since), SLAB_GONE
 cdef double* _slab_idle_since = NULL  # SLAB_IDLE: when a full collection first found it so
-cdef Py_ssize_t _slabs_gone = 0
 cdef double IDLE_SECONDS = 1.0  # how long a slab stays all free and unused before it goes
 cdef NodeC** _slabs = NULL
 cdef Py_ssize_t _nslabs = 0
@@ -203,7 +202,7 @@ cdef void _tape_compact() noexcept:
 
 cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     """A fresh node with no children, no handle and a count of zero; op nodes go on the tape."""
-    global _low_slab, _live, _tape_len, _tape_dead, _live_ops, _slabs_gone
+    global _low_slab, _live, _tape_len, _tape_dead, _live_ops
     cdef NodeC* n
     cdef Py_ssize_t s
     cdef uint32_t w, off
@@ -222,10 +221,7 @@ cdef inline NodeC* node_new(uint8_t op, double data) except NULL:
     if s == _nslabs:
         _arena_grow()
     _low_slab = s
-    if _slab_state[s] != SLAB_BUSY:  # its first node since the last full collection
-        if _slab_state[s] == SLAB_GONE:  # (pages that went back come again as they are used)
-            _slabs_gone -= 1
-        _slab_state[s] = SLAB_BUSY
+    _slab_state[s] = SLAB_BUSY  # (if its pages went back, they come again as it is used)
     w = _slab_word[s]
     word = &_freebits[s * SLAB_WORDS + w]
     while word[0] == 0:  # there is a free node at or above w: the count says so
@@ -376,11 +372,17 @@ cdef int _real(object x, double* out) except -1:
     return 1
 
 
-cdef double _num(object x, str what) except? -1.0:
+cdef double _num_other(object x, str what) except? -1.0:
     cdef double d
     if _real(x, &d):
         return d
     raise TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
+
+
+cdef inline double _num(object x, str what) except? -1.0:
+    if PyFloat_CheckExact(x):  # the common case, without a call
+        return PyFloat_AS_DOUBLE(x)
+    return _num_other(x, what)
 
 
 cdef inline bint _odd_integer(double y) noexcept:
@@ -625,7 +627,7 @@ cdef void _give_back_memory(double now) noexcept:
     slabs that have been all free, with no node made in them, since a collection at least
     IDLE_SECONDS ago (but the first SLABS_KEPT all-free ones); and then the tape's and
     backward's buffers too, where they are four times what is in use."""
-    global _slabs_gone, _order, _order_cap
+    global _order, _order_cap
     cdef Py_ssize_t s, kept = 0, released = 0
     if _scanning or _backward_depth:
         return  # a pass holds the tape (and may read its dead entries): another time
@@ -642,7 +644,6 @@ cdef void _give_back_memory(double now) noexcept:
                 _tape_compact()  # no entry may lead into pages that go back: none is read again
             if mg_release_pages(_slabs[s], SLAB_NODES * sizeof(NodeC)):
                 _slab_state[s] = SLAB_GONE
-                _slabs_gone += 1
                 released += 1
     if released:  # a big graph is gone for good: so is the room it needed in the buffers
         if _tape_cap > TAPE_MIN and _tape_cap > 4 * _tape_len:
@@ -790,8 +791,7 @@ cdef class Value:
         cdef NodeC* n
         cdef NodeC** arr = NULL
         cdef Py_ssize_t i
-        # the common case first and cheaply: Value(float) is how every input is made
-        d = PyFloat_AS_DOUBLE(data) if PyFloat_CheckExact(data) else _num(data, "Value data")
+        d = _num(data, "Value data")
         if not (type(_children) is tuple and len(<tuple>_children) == 0):
             kids = []
             for ch in _children:
@@ -1634,8 +1634,11 @@ def _live_nodes():
 def _arena_stats():
     """live nodes, slabs, bytes reserved by slabs, bytes per node, slabs whose pages went back
     to the OS (all free; see _give_back_memory)."""
+    cdef Py_ssize_t s, gone = 0
+    for s in range(_nslabs):
+        gone += _slab_state[s] == SLAB_GONE
     return {"live": _live, "slabs": _nslabs, "bytes": _nslabs * SLAB_NODES * sizeof(NodeC),
-            "node_bytes": sizeof(NodeC), "slabs_given_back": _slabs_gone}
+            "node_bytes": sizeof(NodeC), "slabs_given_back": gone}
 
 
 def _arena_index(Value v not None):

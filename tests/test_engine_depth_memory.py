@@ -363,10 +363,13 @@ def test_many_backward_calls(engine):
     assert x.grad == 7.0
 
 
-# ---- where new nodes go --------------------------------------------------------------------------
+# ---- where new nodes go, and when memory goes back (the compiled arena) -------------------------
 
-@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+compiled_only = pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
+                                   reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+
+
+@compiled_only
 def test_new_nodes_sit_side_by_side_whatever_order_the_old_ones_died_in():
     # the compiled arena hands out the lowest free node: Values made one after another get
     # ascending places (a layer's weights stay dense for the caches) even when the nodes they
@@ -390,9 +393,8 @@ def test_new_nodes_sit_side_by_side_whatever_order_the_old_ones_died_in():
     assert [v.data for v in new] == [float(i) for i in range(20000)]
 
 
-@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
-def test_a_full_collection_gives_a_dropped_graphs_memory_back():
+@compiled_only
+def test_full_collections_give_a_dropped_graphs_memory_back():
     from micrograd import _engine
 
     V = _engine.Value
@@ -431,8 +433,7 @@ def test_a_full_collection_gives_a_dropped_graphs_memory_back():
     assert a.grad == grad_big
 
 
-@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+@compiled_only
 def test_a_loop_that_collects_between_big_graphs_keeps_its_pages():
     # build, drop, gc.collect(), build again...: the slabs are used again within the second,
     # so their pages stay (giving them back would cost page faults every round)
