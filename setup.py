@@ -1,10 +1,13 @@
 """The extension list: one Cython module, the engine; skipped when MICROGRAD_NO_EXTENSIONS is set."""
 import os
+import runpy
 import sys
 
 from setuptools import Extension, setup
 
-NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
+# by file path: importing the micrograd package would import the engine this file builds
+NO_EXTENSIONS = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                            "micrograd", "_env.py"))["no_extensions"]()
 # MICROGRAD_SANITIZE=1 builds with AddressSanitizer + UndefinedBehaviorSanitizer (tests/sanitize.sh)
 SANITIZE = os.environ.get("MICROGRAD_SANITIZE", "") not in ("", "0")
 
