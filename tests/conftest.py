@@ -1,12 +1,17 @@
-"""Shared fixtures: `engine` runs a test once on the compiled engine and once on the pure one."""
+"""Shared fixtures and marks: `engine` runs a test on each engine; `compiled_only` skips it on the pure-only run."""
 from __future__ import annotations
 
 import importlib
-import os
 
 import pytest
 
-NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
+from micrograd._env import no_extensions
+
+NO_EXTENSIONS = no_extensions()
+
+# for tests of what only the compiled engine has (its arena, its C loops, the module itself);
+# CI's second run, on the pure engine alone, skips them
+compiled_only = pytest.mark.skipif(NO_EXTENSIONS, reason="MICROGRAD_NO_EXTENSIONS is set: no compiled engine")
 
 # module name of each engine; imported directly, never through micrograd.engine, so that
 # a missing or broken build fails the "compiled" tests instead of quietly testing Python twice

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import runner  # noqa: E402
+from conftest import NO_EXTENSIONS  # noqa: E402
 
-NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
 # the compiled engine too, unless this is the pure-engine run; a missing build then fails here
 IMPLS = ["pure"] if NO_EXTENSIONS else ["compiled", "pure"]
 

@@ -12,6 +12,8 @@ import weakref
 
 import pytest
 
+from conftest import compiled_only
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -364,10 +366,6 @@ def test_many_backward_calls(engine):
 
 
 # ---- where new nodes go, and when memory goes back (the compiled arena) -------------------------
-
-compiled_only = pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                                   reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
-
 
 @compiled_only
 def test_new_nodes_sit_side_by_side_whatever_order_the_old_ones_died_in():

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from conftest import NO_EXTENSIONS, load_engine
+from conftest import compiled_only, load_engine
 
 BIG_INT = 10**400  # too large for a double
 
@@ -257,10 +257,9 @@ def test_bad_backward_assignment_same_on_both(engines):
     assert outcomes[0] is outcomes[1]
 
 
+@compiled_only
 def test_compiled_module_is_really_compiled():
     # the fixture imports micrograd._engine directly; make sure that is not the Python twin
-    if NO_EXTENSIONS:
-        pytest.skip("MICROGRAD_NO_EXTENSIONS is set")
     mod = load_engine("compiled")
     assert mod.IMPLEMENTATION == "compiled"
     assert not mod.__file__.endswith(".py")

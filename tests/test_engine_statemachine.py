@@ -10,10 +10,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
-from conftest import NO_EXTENSIONS, load_engine
+from conftest import compiled_only, load_engine
 from test_engine_hypothesis import binop, custom, fbits
 
-pytestmark = pytest.mark.skipif(NO_EXTENSIONS, reason="needs both engines")
+pytestmark = compiled_only  # the pure engine is the reference the compiled one is checked against
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,10 +9,11 @@ import textwrap
 
 import pytest
 
+from conftest import compiled_only
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
 # the node cap is a hook of the compiled arena; the pure engine allocates through Python
-pytestmark = pytest.mark.skipif(NO_EXTENSIONS, reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+pytestmark = compiled_only
 
 
 @pytest.fixture

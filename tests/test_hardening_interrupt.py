@@ -11,10 +11,11 @@ import time
 
 import pytest
 
+from conftest import compiled_only
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NO_EXTENSIONS = os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0")
 # the C loops' checks for signals; the pure engine is interrupted by the interpreter itself
-pytestmark = pytest.mark.skipif(NO_EXTENSIONS, reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+pytestmark = compiled_only
 
 LATENCY = 0.1  # seconds from SIGINT to KeyboardInterrupt in the child
 ATTEMPTS = 3

@@ -10,6 +10,8 @@ import threading
 
 import pytest
 
+from conftest import compiled_only
+
 THREADS = 6
 
 
@@ -144,9 +146,9 @@ def test_nn_training_in_threads_matches_one_thread(fast_switching):
         assert _settle(E) == base
 
 
-@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                    reason="stresses the compiled arena; on the pure engine a collector thread "
-                           "over its closures only makes the run minutes long")
+# stresses the compiled arena; on the pure engine a collector thread over its closures only
+# makes the run minutes long
+@compiled_only
 def test_mixed_threads_scalar_nn_and_garbage_collection(fast_switching):
     """Training, scalar graphs and a thread that keeps collecting garbage, all at once."""
     from micrograd.engine import _impl as E
@@ -170,8 +172,7 @@ def test_mixed_threads_scalar_nn_and_garbage_collection(fast_switching):
     assert got[0] == got[2] == want_sc
 
 
-@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                    reason="MICROGRAD_NO_EXTENSIONS: no compiled engine")
+@compiled_only
 def test_compiled_module_asks_for_the_gil():
     """The module declares Py_MOD_GIL_USED: a free-threaded CPython re-enables the GIL on import.
 

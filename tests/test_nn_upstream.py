@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from conftest import compiled_only
 from micrograd import IMPLEMENTATION
 from micrograd.datasets import make_moons
 from micrograd.demo import train
@@ -61,8 +62,7 @@ UPSTREAM_DIR = os.environ.get("MICROGRAD_UPSTREAM_DIR", "/tmp/upstream_mg")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("MICROGRAD_NO_EXTENSIONS", "") not in ("", "0"),
-                    reason="engine-independent: checked once, in the compiled run")
+@compiled_only  # engine-independent: checked once, in the compiled run
 @pytest.mark.skipif(not os.path.isdir(os.path.join(UPSTREAM_DIR, "micrograd")),
                     reason="upstream micrograd not installed (pip install --target /tmp/upstream_mg "
                            "micrograd==0.1.0)")
