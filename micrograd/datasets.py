@@ -7,7 +7,7 @@ import operator
 import random
 from typing import List, Optional, Tuple
 
-__all__ = ["make_moons"]
+__all__ = ["make_moons", "load_digits"]
 
 
 def _linspace(stop: float, n: int) -> List[float]:
@@ -48,3 +48,20 @@ def make_moons(n_samples: int = 100, noise: float = 0.1,
     sigma = float(noise)
     X = [[x + rng.gauss(0.0, sigma), y + rng.gauss(0.0, sigma)] for (x, y), _ in points]
     return X, [label for _, label in points]
+
+
+def load_digits() -> Tuple[List[List[float]], List[int]]:
+    """load_digits() -> (X, y): scikit-learn's 1,797 8x8 handwritten digits, pixels in [0, 1].
+
+    X holds 64 floats per image (its 8 rows in turn; scikit-learn's 0..16 ink levels divided
+    by 16) and y the digit, an int 0..9. The images ship inside scikit-learn, so nothing is
+    downloaded; without it this raises ImportError saying how to install it.
+    """
+    try:
+        from sklearn.datasets import load_digits as sklearn_load_digits
+    except ImportError as exc:
+        raise ImportError(f"load_digits needs scikit-learn ({exc}): "
+                          "pip install 'micrograd-compiled[datasets]'") from exc
+    digits = sklearn_load_digits()
+    X = [[v / 16.0 for v in row] for row in digits.data.tolist()]
+    return X, [int(t) for t in digits.target.tolist()]

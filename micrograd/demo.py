@@ -1,18 +1,21 @@
-"""`python -m micrograd.demo`: upstream's moons demo, trained and drawn, with a progress bar."""
+"""`python -m micrograd.demo`: upstream's moons demo, trained and drawn (`digits`: demo_digits)."""
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import random
 import sys
 import time
-from typing import Callable, List, Optional, Sequence, TextIO, Tuple
+from typing import Any, Callable, List, Optional, Sequence, TextIO, Tuple
 
 from micrograd import losses, optim
 from micrograd.datasets import make_moons
 from micrograd.engine import IMPLEMENTATION, Value, no_grad
 from micrograd.nn import ACTIVATIONS, MLP
 
-__all__ = ["ProgressBar", "TrainResult", "demo_loss", "train", "accuracy", "render_text", "save_plot", "main"]
+__all__ = ["ProgressBar", "TrainResult", "demo_loss", "train", "accuracy", "render_text",
+           "save_text", "save_plot", "main"]
 
 #: upstream demo's L2 strength
 ALPHA = 1e-4
@@ -120,12 +123,17 @@ def _grid(X: Sequence[Sequence[float]], nx: int, ny: int) -> Tuple[List[float], 
     return gx, gy
 
 
+#: the last line of render_text's picture
+TEXT_LEGEND = ("legend: X class +1, O class -1; + scored > 0, . scored <= 0 "
+               "(the decision boundary runs between them)")
+
+
 def render_text(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int],
                 width: int = 64, height: int = 24) -> str:
     """render_text(model, X, y, width=64, height=24) -> str: the decision boundary as text.
 
-    '+' and '.' mark where the model scores above and below 0; 'X' and 'O' are the data
-    points of label +1 and -1.
+    height rows of width characters, then TEXT_LEGEND: '+' and '.' mark where the model scores
+    above and below 0; 'X' and 'O' are the data points of label +1 and -1.
     """
     gx, gy = _grid(X, width, height)
     with no_grad():
@@ -136,18 +144,22 @@ def render_text(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int],
         i = round((a - gx[0]) / dx)
         j = round((gy[0] - b) / dy)
         rows[j][i] = "X" if label > 0 else "O"
-    return "\n".join("".join(r) for r in rows)
+    return "\n".join("".join(r) for r in rows) + "\n" + TEXT_LEGEND
 
 
-def save_plot(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int], path: str,
-              h: float = 0.05) -> None:
-    """save_plot(model, X, y, path, h=0.05) -> None: draw the decision boundary with matplotlib.
+def save_text(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int], path: str) -> None:
+    """save_text(model, X, y, path) -> None: write render_text's picture to path (no matplotlib)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(render_text(model, X, y) + "\n")
 
-    Raises ImportError when matplotlib is missing (pip install 'micrograd-compiled[plot]').
-    """
+
+def _boundary_figure(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int],
+                     h: float = 0.05) -> Any:
+    # save_plot's figure, unsaved, so the tests can look at its labels and legend
     import matplotlib
     matplotlib.use("Agg")  # files only: no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
 
     xs = [p[0] for p in X]
     ys = [p[1] for p in X]
@@ -156,25 +168,50 @@ def save_plot(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int], path: 
     gx = [min(xs) - 1 + i * h for i in range(nx)]
     gy = [min(ys) - 1 + j * h for j in range(ny)]
     with no_grad():
-        Z = [[1.0 if model([a, b]).data > 0 else 0.0 for a in gx] for b in gy]
+        S = [[model([a, b]).data for a in gx] for b in gy]
+    Z = [[1.0 if s > 0 else 0.0 for s in row] for row in S]
+    cmap = plt.cm.Spectral
     fig, ax = plt.subplots(figsize=(6, 5))
-    ax.contourf(gx, gy, Z, cmap=plt.cm.Spectral, alpha=0.8)
-    ax.scatter(xs, ys, c=[1 if v > 0 else 0 for v in y], s=40, cmap=plt.cm.Spectral,
-               edgecolors="k")
+    ax.contourf(gx, gy, Z, cmap=cmap, alpha=0.8)
+    if min(map(min, S)) < 0.0 < max(map(max, S)):
+        # contour() warns when the score never crosses 0 (a model that predicts one class)
+        ax.contour(gx, gy, S, levels=[0.0], colors="k", linewidths=1.5)
+    for label, name in ((1, "class +1"), (-1, "class -1")):
+        pts = [p for p, yi in zip(X, y) if (yi > 0) == (label > 0)]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], color=cmap(1.0 if label > 0 else 0.0),
+                   s=40, edgecolors="k", label=name)
+    handles, _ = ax.get_legend_handles_labels()
+    handles.append(Line2D([], [], color="k", linewidth=1.5, label="decision boundary"))
+    ax.legend(handles=handles, loc="best", framealpha=0.9)
     ax.set_xlim(gx[0], gx[-1])
     ax.set_ylim(gy[0], gy[-1])
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
     ax.set_title(f"MLP decision boundary, accuracy {accuracy(model, X, y):.2f}")
+    return fig
+
+
+def save_plot(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int], path: str,
+              h: float = 0.05) -> None:
+    """save_plot(model, X, y, path, h=0.05) -> None: draw the decision boundary with matplotlib.
+
+    Raises ImportError when matplotlib is missing (pip install 'micrograd-compiled[plot]').
+    """
+    import matplotlib.pyplot as plt
+
+    fig = _boundary_figure(model, X, y, h)
     fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
 def _hidden(text: str) -> List[int]:
+    # every comma-separated item must be a size: '' and '16,,16' are mistakes, not [] or [16, 16]
     try:
-        sizes = [int(s) for s in text.split(",") if s.strip()]
+        sizes = [int(s) for s in text.split(",")]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--hidden takes sizes like 16,16, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"takes sizes like 16,16, not {text!r}") from None
     if any(s < 1 for s in sizes):
-        raise argparse.ArgumentTypeError("--hidden sizes must be >= 1")
+        raise argparse.ArgumentTypeError(f"sizes must be >= 1, not {text!r}")
     return sizes
 
 
@@ -198,46 +235,101 @@ def _nonneg_float(text: str) -> float:
     return x
 
 
+#: the --out suffix written as text (render_text), without matplotlib
+TEXT_SUFFIX = ".txt"
+
+
+def _plot_formats() -> Optional[List[str]]:
+    # the suffixes savefig writes, or None without matplotlib; pgf is left out (it needs LaTeX)
+    try:
+        from matplotlib.backend_bases import FigureCanvasBase
+    except ImportError:
+        return None
+    return sorted(f for f in FigureCanvasBase.get_supported_filetypes() if f != "pgf")
+
+
+def _check_out(parser: argparse.ArgumentParser, path: str, text: bool = True) -> None:
+    """Exit with an argparse error unless --out PATH can be written once training is done.
+
+    text=True accepts TEXT_SUFFIX, which needs no matplotlib. Checked before training, so a
+    typo costs nothing: a missing folder, an unknown suffix, no matplotlib.
+    """
+    folder = os.path.dirname(path) or "."
+    if os.path.isdir(path):
+        parser.error(f"--out {path} is a folder; give a file name such as boundary.png")
+    if not os.path.isdir(folder):
+        parser.error(f"--out {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        parser.error(f"--out {path}: the folder {folder} is not writable")
+    suffix = os.path.splitext(path)[1].lower()
+    if text and suffix == TEXT_SUFFIX:
+        return
+    formats = _plot_formats()
+    as_text = f"; --out NAME{TEXT_SUFFIX} writes the picture as text" if text else ""
+    if formats is None:
+        parser.error(f"--out {path} needs matplotlib, which is not installed "
+                     f"(pip install 'micrograd-compiled[plot]'){as_text}")
+    if suffix[1:] not in formats:
+        known = ", ".join("." + f for f in formats) + (f", or {TEXT_SUFFIX}" if text else "")
+        parser.error(f"--out {path}: {'no suffix' if not suffix else 'unknown suffix ' + suffix}; "
+                     f"use one of {known}")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m micrograd.demo",
+        usage="%(prog)s [moons] [options]\n       %(prog)s digits [options]",
         description="Train upstream micrograd's moons demo: MLP(2, [16, 16, 1]), hinge + L2 loss, "
-                    "SGD with a decaying learning rate.")
+                    "SGD with a decaying learning rate.",
+        epilog="The digits job trains MLP(64, [64, 64, 10]) on scikit-learn's 8x8 digits: "
+               "see `python -m micrograd.demo digits --help`.")
     p.add_argument("--steps", type=_positive, default=100, help="training steps (default 100)")
     p.add_argument("--samples", type=_positive, default=100, help="moons points (default 100)")
     p.add_argument("--noise", type=_nonneg_float, default=0.1, help="moons noise (default 0.1)")
     p.add_argument("--seed", type=int, default=1337, help="seed of data and weights (default 1337)")
     p.add_argument("--hidden", type=_hidden, default=[16, 16],
                    help="hidden layer sizes, comma separated (default 16,16)")
-    p.add_argument("--activation", choices=[a for a in ACTIVATIONS if a != "linear"],
-                   default="relu", help="hidden activation (default relu)")
+    p.add_argument("--activation", choices=list(ACTIVATIONS), default="relu",
+                   help="hidden activation (default relu); linear makes the whole MLP linear, "
+                        "a straight boundary (with sgd it needs a smaller --lr, such as 0.1)")
     p.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
                    help="sgd (upstream's, default) or adam")
     p.add_argument("--lr", type=_nonneg_float, default=None,
                    help="initial learning rate (default 1.0 for sgd, 0.05 for adam)")
     p.add_argument("--out", metavar="FILE", default=None,
-                   help="write the decision boundary picture here (needs matplotlib)")
+                   help=f"write the decision boundary picture here: {TEXT_SUFFIX} as text, "
+                        "any other suffix (.png, .svg, .pdf, ...) with matplotlib")
     return p
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """main(argv=None) -> int: the command line; see `python -m micrograd.demo --help`."""
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["digits"]:
+        from micrograd.demo_digits import main as digits_main
+        return digits_main(argv[1:])
+    if argv[:1] == ["moons"]:
+        argv = argv[1:]
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.out is not None:
+        _check_out(parser, args.out)
     print(f"micrograd demo: MLP(2, {[*args.hidden, 1]}), {args.samples} moons points, "
           f"{args.steps} steps of {args.optimizer}, {IMPLEMENTATION} engine", file=sys.stderr)
     result = train(steps=args.steps, samples=args.samples, noise=args.noise, seed=args.seed,
                    hidden=args.hidden, activation=args.activation, optimizer=args.optimizer,
                    lr=args.lr, progress=ProgressBar(sys.stderr))
     print(f"trained in {result.seconds:.2f}s", file=sys.stderr)
+    bad = next((k for k, v in enumerate(result.losses, 1) if not math.isfinite(v)), None)
+    if bad is not None:
+        print(f"the loss diverged (not finite from step {bad}): try a smaller --lr",
+              file=sys.stderr)
     if args.out is not None:
-        try:
+        if args.out.lower().endswith(TEXT_SUFFIX):
+            save_text(result.model, result.X, result.y, args.out)
+        else:
             save_plot(result.model, result.X, result.y, args.out)
-            print(f"wrote {args.out}", file=sys.stderr)
-        except ImportError:
-            print(f"matplotlib is not installed, so {args.out} was not written "
-                  "(pip install 'micrograd-compiled[plot]'). The decision boundary as text:",
-                  file=sys.stderr)
-            print(render_text(result.model, result.X, result.y))
+        print(f"wrote {args.out}", file=sys.stderr)
     print(f"accuracy: {accuracy(result.model, result.X, result.y):.2f}")
     return 0
 
