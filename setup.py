@@ -1,4 +1,5 @@
 """The extension list: one Cython module, the engine; skipped when MICROGRAD_NO_EXTENSIONS is set."""
+import glob
 import os
 import runpy
 import sys
@@ -29,7 +30,7 @@ if not NO_EXTENSIONS:
 
     ext_modules = cythonize(
         [Extension("micrograd._engine", ["src/_engine.pyx"], include_dirs=["src"],
-                   depends=["src/_arena.h", "src/_arena.pxd"],
+                   depends=sorted(glob.glob("src/*.pxi") + glob.glob("src/*.h") + glob.glob("src/*.pxd")),
                    extra_compile_args=cflags, extra_link_args=ldflags)],
         include_path=["src"],
         compiler_directives={

@@ -1,12 +1,15 @@
-/* The node arena's structs and the hot loops: backward()'s pass down the tape, the local rules,
- * and a layer's forward sums. Everything else lives in _engine.pyx; this is C only where the
- * loop is the product (-ffp-contract=off keeps every a*b+c rounded twice, as Python does). */
+/* The node arena's data: the node, a layer's rows and calls, and ArenaC, the engine's state,
+ * with the rules of who owns what. The code that works on them is in arena.pxi and tape.pxi;
+ * the hot loops are in _backward.h and _kernels.h (-ffp-contract=off keeps every a*b+c rounded
+ * twice, as Python does). */
 #ifndef MICROGRAD_ARENA_H
 #define MICROGRAD_ARENA_H
 
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+
+#include "_ops.h"
 
 #if defined(__GNUC__) || defined(__clang__)
 #define MG_ALWAYS_INLINE static inline __attribute__((always_inline))
@@ -70,41 +73,39 @@ static inline unsigned mg_ctz64(uint64_t x) {
 #endif
 
 enum {
-    /* 0 children, then 1 or 2 inline (a, b), then n children (DOT: its row and call; CUSTOM:
-     * an owned array in u.kids) */
-    OP_LEAF = 0, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW,
-    OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID,
-    OP_DOT,     /* b + w0*x0 + w1*x1 + ...: one neuron of a layer call (MgCall, MgRows) */
-    OP_CUSTOM   /* a user-defined op: its Python _backward lives on the handle */
-};
-
-enum {
     F_HEAVY = 1,   /* the handle carries Python state (label, _op text, _backward) */
     F_PINNED = 2,  /* the node holds a strong reference to its handle */
     F_INTEXP = 4,  /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
-    F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when packed, as of leaf generation b */
+    F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when packed, as of v.leafgen */
     F_LATE = 16    /* a leaf given a _backward: a user-defined op with no children, not on the
                       tape (made before its parents' rules run, it is run after all of them) */
 };
 
-/* The tape: every op node's arena index, in the order the nodes were made. A node's children
- * are always made before it, so the tape read backwards is a topological order. */
 #define MG_SLAB_SHIFT 13
 #define MG_SLAB_NODES (1 << MG_SLAB_SHIFT)
 #define MG_NODE(slabs, idx) ((slabs)[(idx) >> MG_SLAB_SHIFT] + ((idx) & (MG_SLAB_NODES - 1)))
 
 typedef struct NodeC NodeC;
+
+/* the third word: an op's constant, or where an n-ary node keeps its children */
+typedef union {
+    double aux;    /* ADDC / MULC / POWC: the constant */
+    void *kids;    /* DOT: its MgCall; CUSTOM: an owned array [count, kid0, kid1, ...] */
+} NodeAuxC;
+
+/* the fifth word: the second child, or what a one-child op keeps in its place */
+typedef union {
+    NodeC *b;           /* ADD, MUL, POW: the second child */
+    double cgrad;       /* ADDC / MULC: the grad upstream's constant Value would hold */
+    uintptr_t leafgen;  /* DOT with F_WLEAVES: the leaf generation its weights were plain at */
+} NodeLinkC;
+
 struct NodeC {
     double data;
     double grad;
-    union { double aux; void *kids; } u;   /* ADDC/MULC/POWC constant; DOT: its MgCall;
-                                               CUSTOM: its children */
-    union {
-        struct { NodeC *a, *b; };           /* inline children */
-        struct { NodeC *a_; double cgrad; };/* ADDC/MULC: the grad upstream's constant Value
-                                               would hold (b is free: one child only) */
-        NodeC *k2[2];
-    };
+    NodeAuxC u;
+    NodeC *a;          /* the first child (DOT: its row, a NodeC ** with b_j first) */
+    NodeLinkC v;
     PyObject *handle;  /* borrowed: the live Value, or NULL; links the dead stack on release */
     uint32_t refcnt;   /* 1 for a live handle + 1 per parent link (+ short internal holds) */
     uint16_t epoch;    /* marked by the backward() of that number (mod 2**16), 0 once it ran */
@@ -114,10 +115,6 @@ struct NodeC {
 
 /* 56 bytes a node: seven 8-byte words */
 typedef char mg_node_is_56_bytes[sizeof(NodeC) == 56 ? 1 : -1];
-
-static const uint8_t MG_ARITY[OP_CUSTOM + 1] = {
-    0, 2, 2, 1, 1, 1, 2, 1, 1, 1, 1, 1, 0, 0  /* LEAF ADD MUL ADDC MULC POWC POW RELU..SIGMOID */
-};
 
 /* A layer's weights and biases, each linked once, shared by every call of the layer that
  * uses them: row j is nodes[j*(nin+1)] = b_j, then w_j0 ... w_j(nin-1). */
@@ -136,45 +133,6 @@ typedef struct {
     uint32_t nin;
     NodeC *x[1];          /* nin of them */
 } MgCall;
-
-/* The pre-activations of `count` (1 to 4) consecutive rows of rows (b_j, w_j0, ...; rows of
- * nin + 1): out[j] = b_j + w_j0*x0 + w_j1*x1 + ..., each summed left to right as upstream's
- * Neuron does. Four sums at once so that their additions overlap (one sum alone waits on
- * each addition); each sum's order, and so its bits, is unchanged. */
-static void mg_rows_dot(NodeC *const *rows, uint32_t nin, NodeC *const *x, uint32_t count,
-                        double *out) {
-    const size_t st = (size_t)nin + 1;
-    NodeC *const *r0 = rows, *const *r1 = rows + st, *const *r2 = rows + 2 * st,
-          *const *r3 = rows + 3 * st;
-    double a0, a1, a2, a3, xv;
-    uint32_t i, j;
-    if (count == 4) {
-        a0 = r0[0]->data; a1 = r1[0]->data; a2 = r2[0]->data; a3 = r3[0]->data;
-        for (i = 0; i < nin; i++) {
-            if (i + MG_DOT_AHEAD < nin) {  /* weights are often cold (a training step's first
-                                               touch): start their loads early */
-                MG_PREFETCH_R(r0[1 + i + MG_DOT_AHEAD]);
-                MG_PREFETCH_R(r1[1 + i + MG_DOT_AHEAD]);
-                MG_PREFETCH_R(r2[1 + i + MG_DOT_AHEAD]);
-                MG_PREFETCH_R(r3[1 + i + MG_DOT_AHEAD]);
-            }
-            xv = x[i]->data;
-            a0 = a0 + r0[1 + i]->data * xv;
-            a1 = a1 + r1[1 + i]->data * xv;
-            a2 = a2 + r2[1 + i]->data * xv;
-            a3 = a3 + r3[1 + i]->data * xv;
-        }
-        out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
-        return;
-    }
-    for (j = 0; j < count; j++) {
-        r0 = rows + j * st;
-        a0 = r0[0]->data;
-        for (i = 0; i < nin; i++)
-            a0 = a0 + r0[1 + i]->data * x[i]->data;
-        out[j] = a0;
-    }
-}
 
 #define MG_ROW(n) ((NodeC **)(n)->a)
 #define MG_CALL(n) ((MgCall *)(n)->u.kids)
@@ -197,185 +155,71 @@ static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
         if (i == 0) return MG_ROW(n)[0];
         return (i & 1) ? MG_ROW(n)[1 + (i - 1) / 2] : MG_CALL(n)->x[(i - 2) / 2];
     }
-    return n->op == OP_CUSTOM ? ((NodeC **)n->u.kids)[1 + i] : n->k2[i];
+    if (n->op == OP_CUSTOM) return ((NodeC **)n->u.kids)[1 + i];
+    return i == 0 ? n->a : n->v.b;
 }
 
-static inline double mg_bpow(double x, double y) { return pow(x, y); }
-
-static inline double mg_blog(double x, double out) {
-    if (x > 0.0) return out * log(x);
-    if (x == 0.0) return 0.0;
-    return NAN;
-}
-
-
-/* backward() as one pass down the tape: the root is marked, and each marked node met applies
- * its local rule and marks its children; it ends when no marked node is left below. Nodes made
- * after the root, dead ones and stale entries (a slot freed and reused, whose newer entry sits
- * higher) are not marked and cost one look each. A processed node's mark is cleared, so a stale
- * entry below can never run it twice.
+/* The engine's state: one instance, mg_arena; every function that reads or writes it takes it
+ * as its first argument (ArenaC *A), so a signature says what a call may touch.
  *
- * A user-defined op (Python) must not run while the pass holds the tape, so from the first one
- * on, the pass only marks and collects nodes into order[0..count) for the caller to run; leaves
- * given a _backward (F_LATE) are collected at the far end of order (order[cap-1], order[cap-2]...)
- * and run last. The pass stops after about `budget` units of work (a node plus its children) so
- * the caller can check for Ctrl-C; it returns 1 when done. */
+ * Who owns what:
+ * - A node is owned by its count (refcnt): its live handle holds 1, each parent node 1 per
+ *   link (a row or a call links each of its nodes once), and a C function making or walking
+ *   nodes may hold 1 across any call that can run Python (node_hold / node_decref). At 0 the
+ *   node goes on the dead stack (dead, linked through .handle) and the drain frees it and
+ *   releases its children, in a loop: never recursion.
+ * - A handle (Value) owns one count of its node; the node only borrows the handle (.handle)
+ *   unless F_PINNED: then the node owns one Python reference to it (a handle with Python state,
+ *   F_HEAVY, is pinned while a parent holds the node, so the state outlives the handle's users).
+ * - Rows (MgRows) and calls (MgCall) are owned by their refcnt: a packed _Rows object and each
+ *   call hold a row block; each dot node holds its call; both are freed by their last holder.
+ * - slabs, the tables beside them, tape and order are owned by this struct (PyMem_Raw*); a
+ *   slab whose nodes are all free may give its pages back to the OS (slab_state SLAB_GONE) but
+ *   keeps its address, so node pointers into it stay valid to read.
+ * - Generations: leafgen moves on whenever a leaf becomes a user-defined op (F_WLEAVES rows
+ *   then no longer skip their weights' marks); reinit whenever Value.__init__ runs again on a
+ *   live handle (packed rows compare it to see that a handle now means another node); passes
+ *   counts backward passes (MgCall.pass marks a call's inputs once a pass); epoch numbers the
+ *   node marks (mod 2**16, reset when it wraps). */
 typedef struct {
-    Py_ssize_t pos;       /* next tape entry to look at */
-    Py_ssize_t pending;   /* marked nodes not yet met */
-    uint64_t pass;        /* this pass's number (never wraps; a layer call's inputs are marked
-                             once a pass: MgCall.pass) */
+    /* slabs of MG_SLAB_NODES nodes; free nodes are set bits, MG_SLAB_NODES / 64 words a slab */
+    NodeC **slabs;
+    Py_ssize_t nslabs, cap_slabs;
+    uint64_t *freebits;
+    uint32_t *slab_nfree;      /* free nodes in each slab */
+    uint32_t *slab_word;       /* no free node in this slab's words below this one */
+    Py_ssize_t low_slab;       /* no free node in the slabs below this one */
+    uint8_t *slab_state;       /* SLAB_BUSY, SLAB_IDLE or SLAB_GONE (arena.pxi) */
+    double *slab_idle_since;   /* SLAB_IDLE: when a full collection first found it so */
+    NodeC **by_addr;           /* the slabs sorted by address, and their numbers: a node's */
+    uint32_t *by_addr_no;      /* arena index is its slab's number << 13 | its offset */
+    NodeC *last_slab;          /* the slab of the last index lookup, and its number */
+    uint32_t last_no;
+    Py_ssize_t live;           /* nodes in use */
+    Py_ssize_t limit;          /* test hook: most nodes the arena may hold (-1: no limit) */
+    NodeC *dead;               /* nodes whose count reached zero, linked through .handle */
+    int draining;              /* the drain is running: a release only pushes */
+    /* the tape: every op node's arena index in the order the nodes were made; children are
+     * made before their parents, so read backwards it is a topological order */
+    uint32_t *tape;
+    Py_ssize_t tape_len, tape_cap;
+    Py_ssize_t live_ops;       /* live nodes with an entry (op nodes that are not F_LATE) */
+    Py_ssize_t tape_dead;      /* such nodes released since the last compaction */
+    Py_ssize_t tape_compactions, tape_looked;  /* statistics */
+    int scanning;              /* a backward pass holds the tape: it may grow, not be compacted */
+    /* backward */
+    NodeC **order;             /* its work buffer, reused between calls (room for every node) */
+    Py_ssize_t order_cap;
+    int backward_depth;        /* > 0 inside backward(); a nested one gets its own buffer */
+    uint16_t epoch;
+    uint64_t passes;
+    /* generations, and the grad mode */
     uintptr_t leafgen;
-    Py_ssize_t looked;    /* tape entries looked at (a statistic) */
-    NodeC **order;        /* room for every live node */
-    Py_ssize_t cap, count, nlate;
-    uint16_t ep;
-    int collecting;
-} MgScan;
+    uint64_t reinit;
+    int grad_enabled;          /* 0 inside no_grad(): ops make leaves */
+} ArenaC;
 
-/* mark child c for the pass s (a plain leaf has no rule: it is never marked) */
-MG_ALWAYS_INLINE void mg_mark(MgScan *s, uint16_t ep, NodeC *c, Py_ssize_t *pending) {
-    if (c->epoch != ep && c->op != OP_LEAF) {
-        c->epoch = ep;
-        if (c->flags & F_LATE)
-            s->order[s->cap - 1 - s->nlate++] = c;
-        else
-            (*pending)++;
-    }
-}
-
-/* a dot node whose weights were all plain leaves when it was made, and still are (no leaf
- * anywhere has become a user-defined op since): its weights need no marks, so the pass does
- * not touch their memory for that */
-MG_ALWAYS_INLINE int mg_weights_plain(NodeC *n, uintptr_t leafgen) {
-    return (n->flags & F_WLEAVES) && (uintptr_t)n->b == leafgen;
-}
-
-/* the marks of a dot node's children, in operand order (b, w0, x0, w1, x1, ...) as the pure
- * engine makes them; the inputs are shared by the call's nodes, so only its first node met in
- * a pass marks them */
-static void mg_mark_dot(MgScan *s, NodeC *n, Py_ssize_t *pending) {
-    const uint16_t ep = s->ep;
-    NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x;
-    uint32_t i, m = MG_CALL(n)->nin;
-    int inputs = MG_CALL(n)->pass != s->pass;
-    MG_CALL(n)->pass = s->pass;
-    mg_mark(s, ep, row[0], pending);
-    if (mg_weights_plain(n, s->leafgen)) {
-        if (inputs)
-            for (i = 0; i < m; i++)
-                mg_mark(s, ep, xs[i], pending);
-        return;
-    }
-    for (i = 0; i < m; i++) {
-        mg_mark(s, ep, row[1 + i], pending);
-        if (inputs)
-            mg_mark(s, ep, xs[i], pending);
-    }
-}
-
-/* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
- * s != NULL the marks of its children for the pass s. Written once for both uses. */
-MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, uint16_t ep, Py_ssize_t *pending) {
-    double g = n->grad, k;
-    NodeC *a = n->a, *b = n->b, **row, **xs;
-    uint32_t i, m;
-    switch (n->op) {
-    case OP_ADD: a->grad += g; b->grad += g; goto two;
-    case OP_MUL: a->grad += b->data * g; b->grad += a->data * g; goto two;
-    case OP_ADDC: a->grad += g; n->cgrad += g; goto one;
-    case OP_MULC: a->grad += n->u.aux * g; n->cgrad += a->data * g; goto one;
-    case OP_POWC: k = n->u.aux; a->grad += (k * mg_bpow(a->data, k - 1.0)) * g; goto one;
-    case OP_POW:
-        a->grad += (b->data * mg_bpow(a->data, b->data - 1.0)) * g;
-        b->grad += mg_blog(a->data, n->data) * g;
-        goto two;
-    case OP_RELU: a->grad += n->data > 0.0 ? g : 0.0; goto one;
-    case OP_TANH: a->grad += (1.0 - n->data * n->data) * g; goto one;
-    case OP_EXP: a->grad += n->data * g; goto one;
-    case OP_LOG: a->grad += (1.0 / a->data) * g; goto one;
-    case OP_SIGMOID: a->grad += (n->data * (1.0 - n->data)) * g; goto one;
-    case OP_DOT:
-        row = MG_ROW(n);
-        xs = MG_CALL(n)->x;
-        m = MG_CALL(n)->nin;
-        row[0]->grad += g;
-        for (i = 0; i < m; i++) {
-            a = row[1 + i];
-            b = xs[i];
-            a->grad += b->data * g;
-            b->grad += a->data * g;
-        }
-        if (s)
-            mg_mark_dot(s, n, pending);
-        return;
-    default: return;
-    }
-two:
-    if (s) { mg_mark(s, ep, a, pending); mg_mark(s, ep, b, pending); }
-    return;
-one:
-    if (s) mg_mark(s, ep, a, pending);
-}
-
-static void mg_local(NodeC *n) { mg_rule(n, NULL, 0, NULL); }
-
-/* the marks alone, for nodes whose rule the caller runs later */
-static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
-    const uint16_t ep = s->ep;
-    uint32_t k, nk;
-    if (n->op == OP_DOT) {
-        mg_mark_dot(s, n, pending);
-        return;
-    }
-    nk = mg_nkids(n);
-    for (k = 0; k < nk; k++)
-        mg_mark(s, ep, mg_kid(n, k), pending);
-}
-
-#define MG_AHEAD 16  /* entries looked up ahead: the nodes' loads start early (power of two) */
-
-static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssize_t budget) {
-    Py_ssize_t i = s->pos, pending = s->pending, work = 0, j;
-    const uint16_t ep = s->ep;
-    int collecting = s->collecting;
-    NodeC *n, *ahead[MG_AHEAD];
-    for (j = 0; j < MG_AHEAD && i - j >= 0; j++) {
-        ahead[(i - j) & (MG_AHEAD - 1)] = MG_NODE(slabs, tape[i - j]);
-        MG_PREFETCH_W(ahead[(i - j) & (MG_AHEAD - 1)]);
-    }
-    while (pending > 0 && i >= 0) {
-        n = ahead[i & (MG_AHEAD - 1)];
-        if (i >= MG_AHEAD) {
-            NodeC *p = MG_NODE(slabs, tape[i - MG_AHEAD]);
-            ahead[i & (MG_AHEAD - 1)] = p;
-            MG_PREFETCH_W(p);
-        }
-        i--;
-        if (n->epoch != ep || (n->flags & F_LATE))
-            continue;
-        n->epoch = 0;
-        pending--;
-        work++;
-        if (n->op >= OP_DOT) {
-            work += mg_nkids(n);
-            if (n->op == OP_CUSTOM)
-                collecting = 1;
-        }
-        if (collecting) {
-            mg_mark_kids(s, n, &pending);
-            s->order[s->count++] = n;
-        } else {
-            mg_rule(n, s, ep, &pending);
-        }
-        if (work >= budget)
-            break;
-    }
-    s->collecting = collecting;
-    s->looked += s->pos - i;
-    s->pos = i;
-    s->pending = pending;
-    return pending == 0 || i < 0;
-}
+static ArenaC mg_arena = {0};
+#define MG_ARENA (&mg_arena)
 
 #endif

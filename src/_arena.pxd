@@ -1,31 +1,34 @@
-# The node arena's contract, defined in _arena.h: op codes, flags, the node struct, hot loops.
+# The node arena's data, defined in _arena.h: flags, the node, rows and calls, the state.
 from cpython.object cimport PyObject
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 
 cdef extern from "_arena.h":
     enum:
-        OP_LEAF, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW
-        OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID, OP_DOT, OP_CUSTOM
-    enum:
         F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES, F_LATE
         MG_SLAB_SHIFT, MG_SLAB_NODES
 
-    ctypedef union AuxC:
-        double aux       # the constant of ADDC / MULC / POWC
-        void* kids       # CUSTOM: owned array [count, kid0, kid1, ...] (mg_kids_new); DOT: its MgCall
+    ctypedef struct NodeC
+
+    ctypedef union NodeAuxC:
+        double aux           # ADDC / MULC / POWC: the constant
+        void* kids           # DOT: its MgCall; CUSTOM: an owned array [count, kid0, ...]
+
+    ctypedef union NodeLinkC:
+        NodeC* b             # ADD, MUL, POW: the second child
+        double cgrad         # ADDC / MULC: the grad upstream's constant Value would hold
+        uintptr_t leafgen    # DOT with F_WLEAVES: the leaf generation its weights were plain at
 
     ctypedef struct NodeC:
         double data
         double grad
-        AuxC u
-        NodeC* a         # first child (DOT: its row)
-        NodeC* b         # second child (DOT: the leaf generation of F_WLEAVES)
-        double cgrad     # ADDC/MULC (in b's place): the grad of the constant, as upstream's Value
-        PyObject* handle # borrowed: this node's live Value, or NULL; next dead node on release
-        uint32_t refcnt  # 1 for a live handle + 1 per parent link (+ short internal holds)
-        uint16_t epoch   # marked by the backward() of that number (mod 2**16), 0 once it ran
-        uint8_t op       # the number of children follows from it (mg_nkids)
+        NodeAuxC u
+        NodeC* a             # the first child (DOT: its row)
+        NodeLinkC v
+        PyObject* handle     # borrowed: this node's live Value, or NULL; next dead node on release
+        uint32_t refcnt      # 1 for a live handle + 1 per parent link (+ short internal holds)
+        uint16_t epoch       # marked by the backward() of that number (mod 2**16), 0 once it ran
+        uint8_t op           # the number of children follows from it (mg_nkids)
         uint8_t flags
 
     ctypedef struct MgRows:
@@ -40,26 +43,46 @@ cdef extern from "_arena.h":
         uint32_t nin
         NodeC* x[1]          # the inputs, each linked once
 
-    ctypedef struct MgScan:
-        Py_ssize_t pos       # next tape entry to look at
-        Py_ssize_t pending   # marked nodes not yet met
-        uint64_t pass_ "pass"  # this pass's number
+    ctypedef struct ArenaC:  # the engine's state; who owns what: _arena.h
+        NodeC** slabs
+        Py_ssize_t nslabs, cap_slabs
+        uint64_t* freebits
+        uint32_t* slab_nfree
+        uint32_t* slab_word
+        Py_ssize_t low_slab
+        uint8_t* slab_state
+        double* slab_idle_since
+        NodeC** by_addr
+        uint32_t* by_addr_no
+        NodeC* last_slab
+        uint32_t last_no
+        Py_ssize_t live
+        Py_ssize_t limit
+        NodeC* dead
+        int draining
+        uint32_t* tape
+        Py_ssize_t tape_len, tape_cap
+        Py_ssize_t live_ops
+        Py_ssize_t tape_dead
+        Py_ssize_t tape_compactions, tape_looked
+        int scanning
+        NodeC** order
+        Py_ssize_t order_cap
+        int backward_depth
+        uint16_t epoch
+        uint64_t passes
         uintptr_t leafgen
-        Py_ssize_t looked    # tape entries looked at
-        NodeC** order        # room for every live node: collected nodes, late leaves at the end
-        Py_ssize_t cap, count, nlate
-        uint16_t ep
-        int collecting
+        uint64_t reinit
+        int grad_enabled
+
+    ArenaC mg_arena          # the one instance
+    ArenaC* ARENA "MG_ARENA"  # &mg_arena
 
     unsigned MG_CTZ64(uint64_t x)         # the lowest set bit's index (x != 0)
     int mg_release_pages(void* p, size_t size)  # 1 if the OS took the pages back
-    const uint8_t* MG_ARITY
     NodeC** mg_kids_new(uint32_t count)
     uint32_t mg_nkids(NodeC* n)
     NodeC* mg_kid(NodeC* n, uint32_t i)   # child i in operand order (b, w0, x0, ... for DOT)
-    void mg_rows_dot(NodeC** rows, uint32_t nin, NodeC** x, uint32_t count, double* out)
     NodeC** MG_ROW(NodeC* n)
     MgCall* MG_CALL(NodeC* n)
     NodeC* MG_NODE(NodeC** slabs, uint32_t idx)
-    void mg_local(NodeC* n)
-    int mg_scan(MgScan* s, const uint32_t* tape, NodeC** slabs, Py_ssize_t budget)

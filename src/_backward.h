@@ -1,0 +1,182 @@
+/* backward()'s hot loop: one pass down the tape, the marks, and the local rules (made from the
+ * op table in _ops.h). backward.pxi drives it and runs what it collects. */
+#ifndef MICROGRAD_BACKWARD_H
+#define MICROGRAD_BACKWARD_H
+
+#include "_arena.h"
+
+static inline double mg_bpow(double x, double y) { return pow(x, y); }
+
+static inline double mg_blog(double x, double out) {
+    if (x > 0.0) return out * log(x);
+    if (x == 0.0) return 0.0;
+    return NAN;
+}
+
+
+/* backward() as one pass down the tape: the root is marked, and each marked node met applies
+ * its local rule and marks its children; it ends when no marked node is left below. Nodes made
+ * after the root, dead ones and stale entries (a slot freed and reused, whose newer entry sits
+ * higher) are not marked and cost one look each. A processed node's mark is cleared, so a stale
+ * entry below can never run it twice.
+ *
+ * A user-defined op (Python) must not run while the pass holds the tape, so from the first one
+ * on, the pass only marks and collects nodes into order[0..count) for the caller to run; leaves
+ * given a _backward (F_LATE) are collected at the far end of order (order[cap-1], order[cap-2]...)
+ * and run last. The pass stops after about `budget` units of work (a node plus its children) so
+ * the caller can check for Ctrl-C; it returns 1 when done. */
+typedef struct {
+    Py_ssize_t pos;       /* next tape entry to look at */
+    Py_ssize_t pending;   /* marked nodes not yet met */
+    uint64_t pass;        /* this pass's number (never wraps; a layer call's inputs are marked
+                             once a pass: MgCall.pass) */
+    uintptr_t leafgen;
+    Py_ssize_t looked;    /* tape entries looked at (a statistic) */
+    NodeC **order;        /* room for every live node */
+    Py_ssize_t cap, count, nlate;
+    uint16_t ep;
+    int collecting;
+} MgScan;
+
+/* mark child c for the pass s (a plain leaf has no rule: it is never marked) */
+MG_ALWAYS_INLINE void mg_mark(MgScan *s, uint16_t ep, NodeC *c, Py_ssize_t *pending) {
+    if (c->epoch != ep && c->op != OP_LEAF) {
+        c->epoch = ep;
+        if (c->flags & F_LATE)
+            s->order[s->cap - 1 - s->nlate++] = c;
+        else
+            (*pending)++;
+    }
+}
+
+/* a dot node whose weights were all plain leaves when it was made, and still are (no leaf
+ * anywhere has become a user-defined op since): its weights need no marks, so the pass does
+ * not touch their memory for that */
+MG_ALWAYS_INLINE int mg_weights_plain(NodeC *n, uintptr_t leafgen) {
+    return (n->flags & F_WLEAVES) && n->v.leafgen == leafgen;
+}
+
+/* the marks of a dot node's children, in operand order (b, w0, x0, w1, x1, ...) as the pure
+ * engine makes them; the inputs are shared by the call's nodes, so only its first node met in
+ * a pass marks them */
+static void mg_mark_dot(MgScan *s, NodeC *n, Py_ssize_t *pending) {
+    const uint16_t ep = s->ep;
+    NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x;
+    uint32_t i, m = MG_CALL(n)->nin;
+    int inputs = MG_CALL(n)->pass != s->pass;
+    MG_CALL(n)->pass = s->pass;
+    mg_mark(s, ep, row[0], pending);
+    if (mg_weights_plain(n, s->leafgen)) {
+        if (inputs)
+            for (i = 0; i < m; i++)
+                mg_mark(s, ep, xs[i], pending);
+        return;
+    }
+    for (i = 0; i < m; i++) {
+        mg_mark(s, ep, row[1 + i], pending);
+        if (inputs)
+            mg_mark(s, ep, xs[i], pending);
+    }
+}
+
+/* DOT's rule: b_j gets g, each w_i x_i's pair gets the other's data times g */
+MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pending) {
+    NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x, *a, *b;
+    uint32_t i, m = MG_CALL(n)->nin;
+    row[0]->grad += g;
+    for (i = 0; i < m; i++) {
+        a = row[1 + i];
+        b = xs[i];
+        a->grad += b->data * g;
+        b->grad += a->data * g;
+    }
+    if (s)
+        mg_mark_dot(s, n, pending);
+}
+
+/* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
+ * s != NULL the marks of its children for the pass s: the op table's RULE column, then the
+ * marks its KIDS column asks for. */
+MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, uint16_t ep, Py_ssize_t *pending) {
+    double g = n->grad;
+    NodeC *a = n->a, *b = n->v.b;
+    (void)b;
+    switch (n->op) {
+#define MG_X_RULE(name, kids, text, public, fwd, err, rule)                                   \
+    case OP_##name:                                                                           \
+        { rule }                                                                              \
+        if ((kids) == 2) goto two;                                                            \
+        if ((kids) == 1) goto one;                                                            \
+        return;
+    MG_OPS(MG_X_RULE)
+#undef MG_X_RULE
+    default: return;
+    }
+two:
+    if (s) { mg_mark(s, ep, a, pending); mg_mark(s, ep, b, pending); }
+    return;
+one:
+    if (s) mg_mark(s, ep, a, pending);
+}
+
+static void mg_local(NodeC *n) { mg_rule(n, NULL, 0, NULL); }
+
+/* the marks alone, for nodes whose rule the caller runs later */
+static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
+    const uint16_t ep = s->ep;
+    uint32_t k, nk;
+    if (n->op == OP_DOT) {
+        mg_mark_dot(s, n, pending);
+        return;
+    }
+    nk = mg_nkids(n);
+    for (k = 0; k < nk; k++)
+        mg_mark(s, ep, mg_kid(n, k), pending);
+}
+
+#define MG_AHEAD 16  /* entries looked up ahead: the nodes' loads start early (power of two) */
+
+static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssize_t budget) {
+    Py_ssize_t i = s->pos, pending = s->pending, work = 0, j;
+    const uint16_t ep = s->ep;
+    int collecting = s->collecting;
+    NodeC *n, *ahead[MG_AHEAD];
+    for (j = 0; j < MG_AHEAD && i - j >= 0; j++) {
+        ahead[(i - j) & (MG_AHEAD - 1)] = MG_NODE(slabs, tape[i - j]);
+        MG_PREFETCH_W(ahead[(i - j) & (MG_AHEAD - 1)]);
+    }
+    while (pending > 0 && i >= 0) {
+        n = ahead[i & (MG_AHEAD - 1)];
+        if (i >= MG_AHEAD) {
+            NodeC *p = MG_NODE(slabs, tape[i - MG_AHEAD]);
+            ahead[i & (MG_AHEAD - 1)] = p;
+            MG_PREFETCH_W(p);
+        }
+        i--;
+        if (n->epoch != ep || (n->flags & F_LATE))
+            continue;
+        n->epoch = 0;
+        pending--;
+        work++;
+        if (n->op >= OP_DOT) {
+            work += mg_nkids(n);
+            if (n->op == OP_CUSTOM)
+                collecting = 1;
+        }
+        if (collecting) {
+            mg_mark_kids(s, n, &pending);
+            s->order[s->count++] = n;
+        } else {
+            mg_rule(n, s, ep, &pending);
+        }
+        if (work >= budget)
+            break;
+    }
+    s->collecting = collecting;
+    s->looked += s->pos - i;
+    s->pos = i;
+    s->pending = pending;
+    return pending == 0 || i < 0;
+}
+
+#endif

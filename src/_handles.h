@@ -1,0 +1,67 @@
+/* What the Value type needs from C: recycled handles, and its tp_dealloc / tp_traverse slots
+ * patched after Cython made the type (handles.pxi installs them at module init). */
+#ifndef MICROGRAD_HANDLES_H
+#define MICROGRAD_HANDLES_H
+
+#include <Python.h>
+
+/* Recycled Value handles: a plain handle that dies is kept here (untracked, its object fields
+ * still None) and handed out again by _wrap, skipping allocation and GC bookkeeping. */
+#define MG_VFREE_CAP 1024
+static PyObject *mg_vfree[MG_VFREE_CAP];
+static int mg_nvfree = 0;
+
+static PyObject *mg_value_alloc(PyTypeObject *t) {
+    PyObject *o;
+    if (mg_nvfree == 0) return NULL;
+    o = mg_vfree[--mg_nvfree];
+    return PyObject_Init(o, t);  /* refcount 1, not tracked by the GC */
+}
+
+#define MG_TYPE(o) (Py_TYPE((PyObject *)(o)))
+
+/* tp_traverse: Cython's own, then the handle's extra references (the pins of its children) */
+static traverseproc mg_orig_traverse = NULL;
+static int (*mg_extra_traverse)(PyObject *, visitproc, void *) = NULL;
+
+static int mg_traverse(PyObject *o, visitproc visit, void *arg) {
+    int r = mg_orig_traverse(o, visit, arg);
+    return r ? r : mg_extra_traverse(o, visit, arg);
+}
+
+static void mg_install_traverse(PyTypeObject *t, int (*extra)(PyObject *, visitproc, void *)) {
+    if (t->tp_traverse == mg_traverse) return;
+    mg_orig_traverse = t->tp_traverse;
+    mg_extra_traverse = extra;
+    t->tp_traverse = mg_traverse;
+}
+
+/* Value's tp_dealloc: give the node back first, then Cython's own dealloc. (A __dealloc__
+ * would make Cython save and restore the error state on every handle's death.) */
+static destructor mg_orig_dealloc = NULL;
+static void (*mg_release)(PyObject *) = NULL;
+static PyTypeObject *mg_value_type = NULL;
+static int (*mg_light)(PyObject *) = NULL;
+
+static void mg_dealloc(PyObject *o) {
+    PyObject_GC_UnTrack(o);  /* releasing may run Python code: no GC visit of a dying object */
+    mg_release(o);
+    if (Py_TYPE(o) == mg_value_type && mg_nvfree < MG_VFREE_CAP && mg_light(o)
+            && *(PyObject **)((char *)o + mg_value_type->tp_weaklistoffset) == NULL) {
+        mg_vfree[mg_nvfree++] = o;  /* recycled by _wrap */
+        return;
+    }
+    mg_orig_dealloc(o);
+}
+
+static void mg_install_dealloc(PyTypeObject *t, void (*release)(PyObject *),
+                               int (*light)(PyObject *)) {
+    if (t->tp_dealloc == mg_dealloc) return;
+    mg_orig_dealloc = t->tp_dealloc;
+    mg_release = release;
+    mg_light = light;
+    mg_value_type = t;
+    t->tp_dealloc = mg_dealloc;
+}
+
+#endif

@@ -1,0 +1,113 @@
+/* The op table: every built-in op, once. The enum of op codes, the arity and _op text of each,
+ * the names both engines list (micrograd._engine._OPS) and the local chain rules backward()
+ * runs are all made from this one list, so an op is added here and nowhere else in C. */
+#ifndef MICROGRAD_OPS_H
+#define MICROGRAD_OPS_H
+
+#include <math.h>
+#include <stdint.h>
+
+#define MG_NARY 255  /* children kept outside the node: DOT (its row and call), CUSTOM (an array) */
+
+/* X(NAME, KIDS, TEXT, PUBLIC, RULE)
+ *   NAME    the code is OP_NAME; the listed name is NAME in lower case
+ *   KIDS    inline children: 0, 1 (a) or 2 (a, b); MG_NARY when they live elsewhere
+ *   TEXT    the _op text (POWC appends its exponent)
+ *   PUBLIC  1 if a user's graph shows it as an op of its own; 0 for leaves, user-defined ops
+ *           and the constant forms (ADDC/MULC show as '+'/'*' with a leaf for the constant)
+ *   RULE    the local chain rule: statements over n (the node), g (its grad), a and b (its
+ *           children); DOT's is a call, CUSTOM's is Python's (the caller runs it)
+ * Codes from OP_DOT on have MG_NARY children: keep DOT and CUSTOM last. */
+#define MG_OPS(X)                                                                             \
+/*  NAME     KIDS     TEXT       PUBLIC                                                        \
+ *  FWD                                        ERR                                             \
+ *  RULE */                                                                                   \
+  X(LEAF,    0,       "",        0,                                                           \
+    0,                                         0,                                              \
+    ;)                                                                                        \
+  X(ADD,     2,       "+",       1,                                                           \
+    0,                                         0,                                              \
+    a->grad += g; b->grad += g;)                                                              \
+  X(MUL,     2,       "*",       1,                                                           \
+    0,                                         0,                                              \
+    a->grad += b->data * g; b->grad += a->data * g;)                                          \
+  X(ADDC,    1,       "+",       0,                                                           \
+    0,                                         0,                                              \
+    a->grad += g; n->v.cgrad += g;)                                                           \
+  X(MULC,    1,       "*",       0,                                                           \
+    0,                                         0,                                              \
+    a->grad += n->u.aux * g; n->v.cgrad += a->data * g;)                                      \
+  X(POWC,    1,       "**",      1,                                                           \
+    0,                                         0,                                              \
+    a->grad += (n->u.aux * mg_bpow(a->data, n->u.aux - 1.0)) * g;)                            \
+  X(POW,     2,       "**",      1,                                                           \
+    0,                                         0,                                              \
+    a->grad += (b->data * mg_bpow(a->data, b->data - 1.0)) * g;                               \
+    b->grad += mg_blog(a->data, n->data) * g;)                                                \
+  X(RELU,    1,       "ReLU",    1,                                                           \
+    (x < 0.0 ? 0.0 : x),                       0,                                              \
+    a->grad += n->data > 0.0 ? g : 0.0;)                                                      \
+  X(TANH,    1,       "tanh",    1,                                                           \
+    tanh(x),                                   0,                                              \
+    a->grad += (1.0 - n->data * n->data) * g;)                                                \
+  X(EXP,     1,       "exp",     1,                                                           \
+    exp(x),                                    (isinf(r) && isfinite(x) ? MG_RANGE : 0),       \
+    a->grad += n->data * g;)                                                                  \
+  X(LOG,     1,       "log",     1,                                                           \
+    (x > 0.0 || isnan(x) ? log(x) : 0.0),      (x > 0.0 || isnan(x) ? 0 : MG_DOMAIN),          \
+    a->grad += (1.0 / a->data) * g;)                                                          \
+  X(SIGMOID, 1,       "sigmoid", 1,                                                           \
+    mg_sigmoid(x),                             0,                                              \
+    a->grad += (n->data * (1.0 - n->data)) * g;)                                              \
+  X(DOT,     MG_NARY, "dot",     1,                                                           \
+    0,                                         0,                                              \
+    mg_rule_dot(n, g, s, pending);)                                                           \
+  X(CUSTOM,  MG_NARY, "",        0,                                                           \
+    0,                                         0,                                              \
+    ;)
+
+#define MG_X_CODE(name, kids, text, public, fwd, err, rule) OP_##name,
+enum { MG_OPS(MG_X_CODE) OP_COUNT };
+#undef MG_X_CODE
+
+#define MG_X_KIDS(name, kids, text, public, fwd, err, rule) kids,
+static const uint8_t MG_ARITY[256] = { MG_OPS(MG_X_KIDS) };
+#undef MG_X_KIDS
+
+#define MG_X_TEXT(name, kids, text, public, fwd, err, rule) text,
+static const char *const MG_OP_TEXT[OP_COUNT] = { MG_OPS(MG_X_TEXT) };
+#undef MG_X_TEXT
+
+#define MG_X_NAME(name, kids, text, public, fwd, err, rule) #name,
+static const char *const MG_OP_NAME[OP_COUNT] = { MG_OPS(MG_X_NAME) };
+#undef MG_X_NAME
+
+#define MG_X_PUBLIC(name, kids, text, public, fwd, err, rule) public,
+static const uint8_t MG_OP_PUBLIC[OP_COUNT] = { MG_OPS(MG_X_PUBLIC) };
+#undef MG_X_PUBLIC
+
+enum { MG_RANGE = 1, MG_DOMAIN = 2 };  /* OverflowError("math range error"), ValueError(...) */
+
+/* 1 / (1 + e**-x) without overflow: exp of a non-positive number only */
+static inline double mg_sigmoid(double x) {
+    double e;
+    if (x >= 0.0) return 1.0 / (1.0 + exp(-x));
+    e = exp(x);
+    return e / (1.0 + e);
+}
+
+/* The value of one-child op `op` at x, into *out; 0, or MG_RANGE / MG_DOMAIN where Python's
+ * math raises (ops with another arity: 0 and *out = 0). */
+static inline int mg_forward1(uint8_t op, double x, double *out) {
+    double r;
+    switch (op) {
+#define MG_X_FWD(name, kids, text, public, fwd, err, rule) \
+    case OP_##name: r = (fwd); *out = r; return (err);
+    MG_OPS(MG_X_FWD)
+#undef MG_X_FWD
+    }
+    *out = 0.0;
+    return 0;
+}
+
+#endif

@@ -1,0 +1,238 @@
+# ---------------------------------------------------------------------------------------------
+# The arena: slabs of nodes, a bit per free node, and iterative release.
+
+cdef enum:
+    SLAB_NODES = MG_SLAB_NODES # 8192: 448 KiB a slab of 56-byte nodes
+    SLAB_WORDS = MG_SLAB_NODES // 64  # words of free bits a slab
+    SLABS_KEPT = 2             # all-free slabs a full collection leaves with their pages
+    SLAB_BUSY = 0              # a node was made in it since the last full collection
+    SLAB_IDLE = 1              # all free at a full collection, and nothing made since
+    SLAB_GONE = 2              # its pages went back to the OS; nothing made since
+    SIGNAL_EVERY = 1 << 18     # work (a node plus its children) between checks for Ctrl-C
+    TAPE_MIN = 4096            # the tape's first capacity, in entries
+
+# Free nodes are bits, slab by slab, and a new node is the lowest free one of the lowest slab
+# that has one: nodes made one after another sit side by side in memory whatever order the
+# earlier ones were freed in (a free list would hand them out in that order, scattered), which
+# keeps a layer's weights, and each step's graph, dense for the caches.
+# A full collection (gc.collect(), or the GC's own rare ones) gives back to the OS the pages of
+# the slabs that have been all free, with no node made in them, for IDLE_SECONDS or more (but
+# the first few): the memory of a graph dropped for good comes back, while a loop that frees and
+# remakes a big graph, collecting in between, does not pay page faults every round.
+cdef double IDLE_SECONDS = 1.0  # how long a slab stays all free and unused before it goes
+# slabs sorted by address, to find a node's arena index (slab << MG_SLAB_SHIFT | offset)
+# the tape (see _arena.h): op nodes' arena indices in the order they were made
+
+cdef void* _regrow(void* p, size_t size) except NULL:
+    """realloc, or MemoryError (p is then untouched and still the caller's)."""
+    cdef void* q = PyMem_RawRealloc(p, size)
+    if q == NULL:
+        raise MemoryError("micrograd: the node arena cannot grow")
+    return q
+
+
+cdef int _arena_grow(ArenaC* A) except -1:
+    """One more slab, every node of it free."""
+    cdef NodeC* slab
+    cdef Py_ssize_t i, cap
+    if A.nslabs >= (1 << (32 - MG_SLAB_SHIFT)) - 1:
+        raise MemoryError("micrograd: the node arena is full (2**32 nodes)")
+    if A.nslabs == A.cap_slabs:  # each table grows in turn; one that fails leaves the others bigger
+        cap = 2 * A.cap_slabs + 8
+        A.slabs = <NodeC**>_regrow(A.slabs, cap * sizeof(NodeC*))
+        A.by_addr = <NodeC**>_regrow(A.by_addr, cap * sizeof(NodeC*))
+        A.by_addr_no = <uint32_t*>_regrow(A.by_addr_no, cap * sizeof(uint32_t))
+        A.freebits = <uint64_t*>_regrow(A.freebits, cap * SLAB_WORDS * sizeof(uint64_t))
+        A.slab_nfree = <uint32_t*>_regrow(A.slab_nfree, cap * sizeof(uint32_t))
+        A.slab_word = <uint32_t*>_regrow(A.slab_word, cap * sizeof(uint32_t))
+        A.slab_state = <uint8_t*>_regrow(A.slab_state, cap * sizeof(uint8_t))
+        A.slab_idle_since = <double*>_regrow(A.slab_idle_since, cap * sizeof(double))
+        A.cap_slabs = cap
+    slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
+    if slab == NULL:
+        raise MemoryError("micrograd: the node arena cannot grow")
+    A.slabs[A.nslabs] = slab
+    i = A.nslabs  # insertion into the address-sorted table (slabs are few: 8192 nodes each)
+    while i > 0 and A.by_addr[i - 1] > slab:
+        A.by_addr[i] = A.by_addr[i - 1]
+        A.by_addr_no[i] = A.by_addr_no[i - 1]
+        i -= 1
+    A.by_addr[i] = slab
+    A.by_addr_no[i] = <uint32_t>A.nslabs
+    for i in range(SLAB_WORDS):
+        A.freebits[A.nslabs * SLAB_WORDS + i] = ~(<uint64_t>0)
+    A.slab_nfree[A.nslabs] = SLAB_NODES
+    A.slab_word[A.nslabs] = 0
+    A.slab_state[A.nslabs] = SLAB_BUSY
+    A.nslabs += 1
+    return 0
+
+
+cdef uint32_t _index_slow(ArenaC* A, NodeC* n) noexcept:
+    cdef Py_ssize_t lo = 0, hi = A.nslabs, mid
+    while hi - lo > 1:  # the last slab starting at or below n
+        mid = (lo + hi) // 2
+        if A.by_addr[mid] <= n:
+            lo = mid
+        else:
+            hi = mid
+    A.last_slab = A.by_addr[lo]
+    A.last_no = A.by_addr_no[lo]
+    return (A.last_no << MG_SLAB_SHIFT) | <uint32_t>(n - A.last_slab)
+
+
+cdef inline uint32_t node_index(ArenaC* A, NodeC* n) noexcept:
+    """n's arena index: its slab's number and its offset in the slab."""
+    if A.last_slab <= n and n < A.last_slab + SLAB_NODES:
+        return (A.last_no << MG_SLAB_SHIFT) | <uint32_t>(n - A.last_slab)
+    return _index_slow(A, n)
+
+
+cdef inline NodeC* node_new(ArenaC* A, uint8_t op, double data) except NULL:
+    """A fresh node with no children, no handle and a count of zero; op nodes go on the tape."""
+    cdef NodeC* n
+    cdef Py_ssize_t s
+    cdef uint32_t w, off
+    cdef uint64_t* word
+    if A.limit >= 0 and A.live >= A.limit:
+        raise MemoryError("micrograd: the node arena is full (test limit)")
+    if op != OP_LEAF:
+        if A.live_ops == 0 and not A.scanning:  # every entry is dead: start the tape afresh
+            A.tape_len = 0
+            A.tape_dead = 0
+        if A.tape_len == A.tape_cap:
+            _tape_make_room(A)
+    s = A.low_slab
+    while s < A.nslabs and A.slab_nfree[s] == 0:
+        s += 1
+    if s == A.nslabs:
+        _arena_grow(A)
+    A.low_slab = s
+    A.slab_state[s] = SLAB_BUSY  # (if its pages went back, they come again as it is used)
+    w = A.slab_word[s]
+    word = &A.freebits[s * SLAB_WORDS + w]
+    while word[0] == 0:  # there is a free node at or above w: the count says so
+        w += 1
+        word += 1
+    A.slab_word[s] = w
+    off = (w << 6) | MG_CTZ64(word[0])
+    word[0] &= word[0] - 1
+    A.slab_nfree[s] -= 1
+    n = A.slabs[s] + off
+    A.live += 1
+    if op != OP_LEAF:
+        A.tape[A.tape_len] = (<uint32_t>s << MG_SLAB_SHIFT) | off
+        A.tape_len += 1
+        A.live_ops += 1
+    n.data = data
+    n.grad = 0.0
+    n.u.kids = NULL
+    n.a = NULL
+    n.v.b = NULL
+    n.handle = NULL
+    n.refcnt = 0
+    n.epoch = 0
+    n.op = op
+    n.flags = 0
+    return n
+
+
+cdef inline NodeC* node_kid(NodeC* n, uint32_t i) noexcept:
+    return mg_kid(n, i)
+
+
+cdef void rows_decref(ArenaC* A, MgRows* r) noexcept:
+    cdef Py_ssize_t i
+    r.refcnt -= 1
+    if r.refcnt == 0:
+        for i in range(<Py_ssize_t>r.nout * (r.nin + 1)):
+            node_decref(A, r.nodes[i])
+        PyMem_Free(r)
+
+
+cdef void call_decref(ArenaC* A, MgCall* c) noexcept:
+    cdef uint32_t i
+    c.refcnt -= 1
+    if c.refcnt == 0:
+        for i in range(c.nin):
+            node_decref(A, c.x[i])
+        rows_decref(A, c.rows)
+        PyMem_Free(c)
+
+
+cdef inline void _pin(NodeC* n) noexcept:
+    # a handle with Python state must outlive its node's last parent, not its last user
+    n.flags |= F_PINNED
+    Py_INCREF(<object>n.handle)
+
+
+cdef inline void node_link_n(NodeC* n, uint32_t k) noexcept:
+    """n gains k parents."""
+    n.refcnt += k
+    if (n.flags & (F_HEAVY | F_PINNED)) == F_HEAVY and n.handle != NULL:
+        _pin(n)
+
+
+cdef inline void node_link(NodeC* n) noexcept:
+    """n gains a parent."""
+    node_link_n(n, 1)
+
+
+cdef void _drain(ArenaC* A) noexcept:
+    """Free every node on the dead stack and release its children: a loop, never recursion."""
+    cdef NodeC* n
+    cdef NodeC** kids
+    cdef uint32_t i, idx, s, w
+    A.draining = True
+    while A.dead != NULL:
+        n = A.dead
+        A.dead = <NodeC*>n.handle
+        if n.op != OP_LEAF and not (n.flags & F_LATE):
+            A.live_ops -= 1
+            A.tape_dead += 1
+        if n.op == OP_DOT:
+            call_decref(A, MG_CALL(n))
+        elif n.op == OP_CUSTOM:
+            kids = <NodeC**>n.u.kids + 1
+            for i in range(mg_nkids(n)):
+                node_decref(A, kids[i])
+            PyMem_Free(n.u.kids)
+        elif n.op != OP_LEAF:
+            node_decref(A, n.a)
+            if MG_ARITY[n.op] == 2:
+                node_decref(A, n.v.b)
+        n.op = OP_LEAF
+        n.handle = NULL
+        idx = node_index(A, n)
+        s = idx >> MG_SLAB_SHIFT
+        w = (idx & (SLAB_NODES - 1)) >> 6
+        A.freebits[s * SLAB_WORDS + w] |= (<uint64_t>1) << (idx & 63)
+        A.slab_nfree[s] += 1
+        if w < A.slab_word[s]:
+            A.slab_word[s] = w
+        if s < A.low_slab:
+            A.low_slab = s
+        A.live -= 1
+    A.draining = False
+
+
+cdef void _push_dead(ArenaC* A, NodeC* n) noexcept:
+    n.handle = <PyObject*>A.dead
+    A.dead = n
+    if not A.draining:
+        _drain(A)
+
+
+cdef void _unpin(NodeC* n) noexcept:
+    # only the handle is left: unpin it; it may die now (and release n in turn)
+    n.flags &= ~F_PINNED
+    Py_DECREF(<object>n.handle)
+
+
+cdef inline void node_decref(ArenaC* A, NodeC* n) noexcept:
+    n.refcnt -= 1
+    if n.refcnt == 0:
+        _push_dead(A, n)
+    elif n.refcnt == 1 and (n.flags & F_PINNED):
+        _unpin(n)
+

@@ -1,0 +1,169 @@
+# ---------------------------------------------------------------------------------------------
+# The local chain rule of one node, and backward.
+
+cdef int _local(NodeC* n) except -1:
+    """The local chain rule of one node: built-in ops in C, user-defined ones call Python."""
+    if n.op == OP_CUSTOM:
+        if n.handle != NULL:
+            fn = (<Value>n.handle)._bw
+            if fn is not None:
+                fn()
+    else:
+        mg_local(n)
+    return 0
+
+
+# reused between calls; a nested backward (from a user-defined op) gets its own
+
+
+cdef void _reset_epochs(ArenaC* A) noexcept:
+    cdef Py_ssize_t s, i
+    for s in range(A.nslabs):
+        if A.slab_nfree[s] == SLAB_NODES:
+            continue  # nothing live: node_new sets a node's epoch when it hands it out
+        for i in range(SLAB_NODES):
+            A.slabs[s][i].epoch = 0
+
+
+cdef void _give_back_memory(ArenaC* A, double now) noexcept:
+    """At a full collection, `now` seconds on the monotonic clock: give back the pages of the
+    slabs that have been all free, with no node made in them, since a collection at least
+    IDLE_SECONDS ago (but the first SLABS_KEPT all-free ones); and then the tape's and
+    backward's buffers too, where they are four times what is in use."""
+    cdef Py_ssize_t s, kept = 0, released = 0
+    if A.scanning or A.backward_depth:
+        return  # a pass holds the tape (and may read its dead entries): another time
+    for s in range(A.nslabs):
+        if A.slab_nfree[s] != SLAB_NODES or A.slab_state[s] == SLAB_GONE:
+            continue
+        if kept < SLABS_KEPT:  # the lowest ones: where the next nodes will be made
+            kept += 1
+        elif A.slab_state[s] == SLAB_BUSY:
+            A.slab_state[s] = SLAB_IDLE  # all free from now: if it stays so long enough, it goes
+            A.slab_idle_since[s] = now
+        elif now - A.slab_idle_since[s] >= IDLE_SECONDS:
+            if not released and A.tape_dead:
+                _tape_compact(A)  # no entry may lead into pages that go back: none is read again
+            if mg_release_pages(A.slabs[s], SLAB_NODES * sizeof(NodeC)):
+                A.slab_state[s] = SLAB_GONE
+                released += 1
+    if released:  # a big graph is gone for good: so is the room it needed in the buffers
+        if A.tape_cap > TAPE_MIN and A.tape_cap > 4 * A.tape_len:
+            _tape_resize(A, max(<Py_ssize_t>TAPE_MIN, 2 * A.tape_len))
+        if A.order_cap > 4 * (A.live + 1024):
+            PyMem_RawFree(A.order)  # made again, to size, by the next backward()
+            A.order = NULL
+            A.order_cap = 0
+
+
+def _after_gc(phase, info):
+    """gc.callbacks hook: after a full collection, unused arena memory goes back to the OS."""
+    cdef ArenaC* A = ARENA
+    if phase == "stop" and info.get("generation") == 2:
+        _give_back_memory(A, _monotonic())
+
+
+
+
+cdef uint16_t _next_epoch(ArenaC* A) noexcept:
+    A.epoch += 1
+    if A.epoch == 0:  # wrapped: no node may look marked
+        _reset_epochs(A)
+        A.epoch = 1
+    return A.epoch
+
+
+cdef Py_ssize_t _tape_find(ArenaC* A, NodeC* n) noexcept:
+    """n's entry on the tape (the newest one); roots are nearly always near the top."""
+    cdef uint32_t idx = node_index(A, n)
+    cdef Py_ssize_t i = A.tape_len - 1
+    while i >= 0 and A.tape[i] != idx:
+        i -= 1
+    return i if i >= 0 else A.tape_len - 1  # not found cannot happen; from the top is still right
+
+
+cdef int _scan(ArenaC* A, MgScan* sc) except -1:
+    """Run the tape pass to its end, checking for Ctrl-C between slices of work."""
+    A.scanning += 1
+    sc.looked = 0
+    try:
+        while not mg_scan(sc, A.tape, A.slabs, SIGNAL_EVERY):
+            PyErr_CheckSignals()  # Python may run here: the tape may move, not be compacted
+    finally:
+        A.scanning -= 1
+        A.tape_looked += sc.looked
+    return 0
+
+
+cdef int _backward(ArenaC* A, NodeC* root) except -1:
+    """One pass down the tape (mg_scan), then any user-defined ops it met, in its order."""
+    cdef MgScan sc
+    cdef NodeC* n
+    cdef Py_ssize_t i, tick = 0
+    cdef bint nested = A.backward_depth > 0
+    if nested:
+        sc.order = NULL; sc.cap = 0
+    else:
+        sc.order = A.order; sc.cap = A.order_cap
+    A.backward_depth += 1
+    root.refcnt += 1
+    try:
+        if sc.cap <= A.live:  # every reachable node fits: no capacity checks in the loop
+            PyMem_RawFree(sc.order)
+            sc.cap = 0
+            sc.order = <NodeC**>PyMem_RawMalloc((A.live + 1024) * sizeof(NodeC*))
+            if sc.order == NULL:
+                raise MemoryError("micrograd: no memory for backward's work buffers")
+            sc.cap = A.live + 1024
+        if A.tape_dead >= A.tape_len // 2 and not A.scanning:
+            # dead entries that no op creation has cleared yet (it compacts only when the tape
+            # is full): the search for the root and the pass would walk them on every call
+            _tape_compact(A)
+        sc.ep = _next_epoch(A)
+        A.passes += 1
+        sc.pass_ = A.passes
+        sc.leafgen = A.leafgen
+        sc.count = 0
+        sc.nlate = 0
+        sc.collecting = 0
+        root.grad = 1.0
+        if root.op == OP_LEAF:
+            return 0
+        if root.flags & F_LATE:
+            sc.order[sc.cap - 1] = root
+            sc.nlate = 1
+        else:
+            root.epoch = sc.ep
+            sc.pending = 1
+            sc.pos = _tape_find(A, root)
+            _scan(A, &sc)
+        # what the pass collected (from the first user-defined op on), then the late leaves
+        for i in range(sc.count + sc.nlate):
+            n = sc.order[i] if i < sc.count else sc.order[sc.cap - 1 - (i - sc.count)]
+            _local(n)
+            tick += 1 + <Py_ssize_t>mg_nkids(n)
+            if tick >= SIGNAL_EVERY:
+                tick = 0
+                PyErr_CheckSignals()
+    finally:
+        A.backward_depth -= 1
+        if nested:
+            PyMem_RawFree(sc.order)
+        else:
+            A.order = sc.order; A.order_cap = sc.cap
+        node_decref(A, root)
+    return 0
+
+
+@cython.final
+cdef class _LocalBackward:
+    """The local chain rule of one built-in node, callable as upstream's node._backward()."""
+    cdef Value v
+
+    def __call__(self):
+        _local(_node(self.v))
+
+    def __repr__(self):
+        return f"<local backward of {self.v!r}>"
+
+

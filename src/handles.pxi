@@ -1,0 +1,160 @@
+# ---------------------------------------------------------------------------------------------
+# Making nodes and handles.
+
+cdef inline NodeC* _mk1(ArenaC* A, uint8_t op, double data, NodeC* a) except NULL:
+    cdef NodeC* n
+    if not A.grad_enabled:
+        return node_new(A, OP_LEAF, data)
+    n = node_new(A, op, data)
+    n.a = a
+    node_link(a)
+    return n
+
+
+cdef inline NodeC* _mk2(ArenaC* A, uint8_t op, double data, NodeC* a, NodeC* b) except NULL:
+    cdef NodeC* n
+    if not A.grad_enabled:
+        return node_new(A, OP_LEAF, data)
+    n = node_new(A, op, data)
+    n.a = a
+    n.v.b = b
+    node_link(a)
+    node_link(b)
+    return n
+
+
+cdef inline NodeC* _mkc(ArenaC* A, uint8_t op, double data, NodeC* a, double aux) except NULL:
+    cdef NodeC* n = _mk1(A, op, data, a)
+    n.u.aux = aux
+    return n
+
+
+cdef inline bint _pins_below(NodeC* n) noexcept:
+    # a handle over a pinned child (a user-defined op's output) may sit in a cycle through that
+    # op's closure: the GC must see it to follow the chain (see _traverse_pins)
+    if n.op == OP_LEAF or n.op >= OP_DOT:
+        return False
+    if n.a.flags & F_PINNED:
+        return True
+    return MG_ARITY[n.op] == 2 and (n.v.b.flags & F_PINNED) != 0
+
+
+cdef Value _wrap(ArenaC* A, NodeC* n):
+    """The node's handle: its live one, or a new one (which counts as one reference)."""
+    cdef Value v
+    cdef PyObject* p
+    if n.handle != NULL:
+        return <Value>n.handle
+    p = mg_value_alloc(<PyTypeObject*>Value)
+    if p != NULL:
+        v = <Value>p
+        Py_DECREF(v)  # the cast took a second reference; v now owns the only one
+        v.c = n
+        n.handle = p
+        n.refcnt += 1
+        if _pins_below(n):
+            PyObject_GC_Track(v)
+        return v
+    try:
+        v = Value.__new__(Value)
+    except BaseException:
+        if n.refcnt == 0:  # a node nobody holds yet: give it back
+            n.refcnt = 1
+            node_decref(A, n)
+        raise
+    if not _pins_below(n):
+        PyObject_GC_UnTrack(v)  # plain handles cannot be in a cycle; keep them out of the GC
+    v.c = n
+    n.handle = <PyObject*>v
+    n.refcnt += 1
+    return v
+
+
+cdef inline NodeC* _node(Value v) except NULL:
+    if v.c == NULL:
+        raise ValueError("this Value was never initialised (Value.__new__ without __init__)")
+    return v.c
+
+
+cdef inline NodeC* _hold(NodeC* n) noexcept:
+    n.refcnt += 1
+    return n
+
+
+cdef int _materialize(ArenaC* A, NodeC* n) except -1:
+    """Turn ADDC/MULC into ADD/MUL with a leaf for the constant, so _prev can show it."""
+    cdef NodeC* leaf
+    if n.op == OP_ADDC or n.op == OP_MULC:
+        leaf = node_new(A, OP_LEAF, n.u.aux)
+        leaf.grad = n.v.cgrad  # what backward has sent the constant so far, as upstream
+        n.u.aux = 0.0
+        n.v.b = leaf
+        n.op = OP_ADD if n.op == OP_ADDC else OP_MUL
+        node_link(leaf)
+    return 0
+
+
+cdef object _pow_text(NodeC* n):
+    if n.flags & F_INTEXP:
+        return "**" + str(int(n.u.aux))
+    return "**" + repr(n.u.aux)
+
+
+cdef dict _OP_TEXT = {
+    OP_LEAF: "", OP_ADD: "+", OP_MUL: "*", OP_ADDC: "+", OP_MULC: "*", OP_POW: "**",
+    OP_RELU: "ReLU", OP_TANH: "tanh", OP_EXP: "exp", OP_LOG: "log", OP_SIGMOID: "sigmoid",
+    OP_DOT: "dot", OP_CUSTOM: "",
+}
+
+
+cdef void _mark_heavy(Value v) noexcept:
+    cdef NodeC* n = v.c
+    n.flags |= F_HEAVY
+    if not (n.flags & F_PINNED) and n.refcnt > 1:
+        _pin(n)
+
+
+cdef void _leafgen_bump(ArenaC* A) noexcept:
+    A.leafgen += 1
+
+
+def _noop():
+    return None
+
+
+cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
+    cdef NodeC* n = (<Value>o).c
+    cdef NodeC* k
+    cdef uint32_t i
+    cdef int r
+    if n == NULL:
+        return 0
+    for i in range(mg_nkids(n)):
+        k = node_kid(n, i)
+        if (k.flags & F_PINNED) and k.refcnt == 2 and k.handle != NULL:
+            r = visit(k.handle, arg)
+            if r:
+                return r
+    return 0
+
+
+
+
+cdef void _release_handle(PyObject* o) noexcept:
+    cdef ArenaC* A = ARENA
+    # o is dying (refcount 0): touch it only through the borrowed pointer, never as an object
+    cdef NodeC* n = (<Value>o).c
+    if n != NULL:
+        (<Value>o).c = NULL
+        n.handle = NULL
+        n.flags &= ~F_PINNED
+        node_decref(A, n)
+
+
+cdef int _is_light(PyObject* o) noexcept:
+    # no Python state on the handle: it can be recycled as it is
+    return (<Value>o)._label is None and (<Value>o)._opstr is None and (<Value>o)._bw is None
+
+
+
+

@@ -1,0 +1,248 @@
+# ---------------------------------------------------------------------------------------------
+# Fused kernels used by micrograd.nn and micrograd.optim
+
+cdef dict _ACTS = {"relu": OP_RELU, "tanh": OP_TANH, "sigmoid": OP_SIGMOID, "linear": OP_LEAF}
+
+
+cdef inline NodeC* _pnode(PyObject* o) except NULL:
+    """The node of a borrowed object that must be an initialised Value (no refcounting)."""
+    if MG_TYPE(o) != <PyTypeObject*>Value and not isinstance(<object>o, Value):
+        raise TypeError(f"weights and biases must be Values, not {type(<object>o).__name__!r}")
+    if (<Value>o).c == NULL:
+        _node(<Value>o)
+    return (<Value>o).c
+
+
+@cython.final
+cdef class _Rows:
+    """A layer's weights and biases packed for _layer_rows: their nodes, each linked once.
+
+    It keeps the rows it was packed from and a tuple of the handles they held then, so a call
+    notices `neuron.w[i] = ...` (items compared by identity, which the tuple keeps unambiguous)
+    and packs again.
+    """
+    cdef MgRows* r
+    cdef tuple ws          # the rows as given: the lists themselves
+    cdef tuple bs
+    cdef tuple seen        # ws's handles when packed, row after row
+    cdef uint64_t reinit   # A.reinit when packed
+    cdef bint plain        # every weight a plain leaf when packed, as of leafgen
+    cdef uintptr_t leafgen
+    cdef Py_ssize_t nin, nout
+
+    def __cinit__(self):
+        self.r = NULL
+
+    def __dealloc__(self):
+        if self.r != NULL:
+            rows_decref(ARENA, self.r)
+            self.r = NULL
+
+    def __reduce__(self):
+        return (_rows, (list(self.ws), list(self.bs)))
+
+
+cdef int _rows_pack(ArenaC* A, _Rows rw) except -1:
+    """Pack rw.r from rw.ws and rw.bs (every row of one length; checked here)."""
+    cdef Py_ssize_t nout = len(rw.ws), nin, j, k = 0, count
+    cdef MgRows* r
+    cdef list seen = []
+    cdef bint plain = True
+    cdef NodeC* nd
+    rows = [row if type(row) is list or type(row) is tuple else tuple(row) for row in rw.ws]
+    nin = len(rows[0]) if nout else 0
+    for j in range(nout):
+        if len(rows[j]) != nin:
+            raise ValueError(f"weight rows differ in length: {nin} and {len(rows[j])}")
+        _pnode(<PyObject*>rw.bs[j])
+        for item in rows[j]:
+            nd = _pnode(<PyObject*>item)
+            plain = plain and nd.op == OP_LEAF
+            seen.append(item)
+    count = nout * (nin + 1)
+    r = <MgRows*>PyMem_Malloc(sizeof(MgRows) + (count if count else 1) * sizeof(NodeC*))
+    if r == NULL:
+        raise MemoryError()
+    r.refcnt = 1
+    r.nin = <uint32_t>nin
+    r.nout = <uint32_t>nout
+    for j in range(nout):
+        r.nodes[k] = (<Value>rw.bs[j]).c
+        node_link(r.nodes[k])
+        k += 1
+        for item in rows[j]:
+            r.nodes[k] = (<Value>item).c
+            node_link(r.nodes[k])
+            k += 1
+    if rw.r != NULL:
+        rows_decref(A, rw.r)
+    rw.r = r
+    rw.ws = tuple(rows)
+    rw.seen = tuple(seen)
+    rw.reinit = A.reinit
+    rw.plain = plain
+    rw.leafgen = A.leafgen
+    rw.nin = nin
+    rw.nout = nout
+    return 0
+
+
+def _rows(ws, bs):
+    """Pack a layer's weight rows (sequences of Values) and biases for _layer_rows."""
+    cdef _Rows rw = _Rows.__new__(_Rows)
+    rw.ws = tuple(row if type(row) is list or type(row) is tuple else tuple(row) for row in ws)
+    rw.bs = tuple(bs)
+    if len(rw.ws) != len(rw.bs):
+        raise ValueError(f"got {len(rw.ws)} weight rows but {len(rw.bs)} biases")
+    for b in rw.bs:
+        _pnode(<PyObject*>b)
+    rw.seen = ()
+    rw.nin = -1  # packed on first use, when the inputs' count is known for the error message
+    return rw
+
+
+cdef int _rows_check(ArenaC* A, _Rows rw, Py_ssize_t nin) except -1:
+    """Pack again if any row changed since (items are compared by identity, not touched)."""
+    cdef Py_ssize_t j, k = 0
+    cdef PyObject** seen
+    if rw.nin >= 0 and rw.reinit == A.reinit:
+        seen = PySequence_Fast_ITEMS(rw.seen)
+        for j in range(rw.nout):
+            row = <object>PySequence_Fast_ITEMS(rw.ws)[j]
+            if len(row) != rw.nin:
+                break
+            if memcmp(PySequence_Fast_ITEMS(row), seen + k, rw.nin * sizeof(PyObject*)) != 0:
+                break
+            k += rw.nin
+        else:
+            if nin == rw.nin:
+                return 0
+    for row in rw.ws:  # a count that does not match says which row expected what
+        if len(row) != nin:
+            raise ValueError(f"expected {len(row)} inputs, got {nin}")
+    _rows_pack(A, rw)
+    return 0
+
+
+cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
+    """act(n), n being a fresh dot node nobody holds yet (freed here if this fails)."""
+    cdef NodeC* out
+    _hold(n)
+    try:
+        if act == OP_RELU:
+            out = _mk1(A, OP_RELU, 0.0 if n.data < 0.0 else n.data, n)
+        elif act == OP_TANH:
+            out = _mk1(A, OP_TANH, tanh(n.data), n)
+        else:
+            out = _mk1(A, OP_SIGMOID, _sigmoid(n.data), n)
+    finally:
+        node_decref(A, n)
+    return out
+
+
+def _layer_rows(_Rows rows not None, x, act):
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron,
+    summed left to right from b_j as upstream's Neuron. One call block holds the inputs."""
+    cdef ArenaC* A = ARENA
+    cdef uint8_t code
+    cdef Py_ssize_t nin, nout, j, i
+    cdef MgRows* r
+    cdef MgCall* call
+    cdef NodeC** row
+    cdef NodeC* n
+    cdef NodeC* xi_node
+    cdef double sums[4]
+    cdef double acc, d
+    cdef list out
+    cdef double* xd = NULL
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    code = _ACTS[act]
+    if type(x) is not list and type(x) is not tuple:
+        x = list(x)
+    nin = len(x)
+    _rows_check(A, rows, nin)
+    r = rows.r
+    nout = rows.nout
+    out = []
+    if not A.grad_enabled:  # no graph: plain numbers in, leaves out
+        xd = <double*>PyMem_Malloc((nin if nin else 1) * sizeof(double))
+        if xd == NULL:
+            raise MemoryError()
+        try:
+            for i in range(nin):
+                xi = x[i]
+                if isinstance(xi, Value):
+                    xd[i] = _node(<Value>xi).data
+                elif not _real(xi, &xd[i]):
+                    raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+            for j in range(nout):
+                row = &r.nodes[j * (nin + 1)]
+                acc = row[0].data
+                for i in range(nin):
+                    acc = acc + row[1 + i].data * xd[i]
+                if code == OP_RELU:
+                    acc = 0.0 if acc < 0.0 else acc
+                elif code == OP_TANH:
+                    acc = tanh(acc)
+                elif code == OP_SIGMOID:
+                    acc = _sigmoid(acc)
+                out.append(_wrap(A, node_new(A, OP_LEAF, acc)))
+        finally:
+            PyMem_Free(xd)
+        return out
+    call = <MgCall*>PyMem_Malloc(sizeof(MgCall) + (nin if nin else 1) * sizeof(NodeC*))
+    if call == NULL:
+        raise MemoryError()
+    call.refcnt = 1  # ours while the nodes are made
+    call.rows = r
+    r.refcnt += 1
+    call.pass_ = 0
+    call.nin = 0
+    try:
+        for i in range(nin):
+            xi = x[i]
+            if isinstance(xi, Value):
+                xi_node = _node(<Value>xi)
+            elif _real(xi, &d):
+                xi_node = node_new(A, OP_LEAF, d)
+            else:
+                raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+            node_link(xi_node)
+            call.x[i] = xi_node
+            call.nin += 1
+        for j in range(nout):
+            if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
+                mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
+                            <uint32_t>min(4, nout - j), sums)
+            row = &r.nodes[j * (nin + 1)]
+            acc = sums[j % 4]
+            n = node_new(A, OP_DOT, acc)
+            n.u.kids = call
+            call.refcnt += 1
+            n.a = <NodeC*>row
+            if rows.plain:
+                # every weight a plain leaf: backward need not mark them, until some leaf
+                # anywhere becomes a user-defined op (A.leafgen moves on; this no longer holds)
+                n.flags |= F_WLEAVES
+                n.v.leafgen = rows.leafgen
+            if code != OP_LEAF:
+                n = _act_node(A, code, n)
+            out.append(_wrap(A, n))
+    finally:
+        call_decref(A, call)
+    return out
+
+
+def _layer(ws, bs, x, act):
+    """A whole layer from weight rows and biases (packed for this call only)."""
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    return _layer_rows(_rows(ws, bs), x, act)
+
+
+def _dot(b, w, x):
+    """One node: b + w[0]*x[0] + w[1]*x[1] + ..., summed left to right as upstream's Neuron."""
+    return _layer((w,), (b,), x, "linear")[0]
+
+

@@ -1,0 +1,98 @@
+# ---------------------------------------------------------------------------------------------
+# Numbers with Python float semantics (errors included).
+
+cdef int _real(object x, double* out) except -1:
+    """1 and *out set if x is a real number, 0 if it is not one; raises only on conversion."""
+    if PyFloat_CheckExact(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if PyLong_Check(x):
+        out[0] = PyLong_AsDouble(x)  # OverflowError for huge ints, as float(x)
+        return 1
+    if PyFloat_Check(x):
+        out[0] = PyFloat_AS_DOUBLE(x)
+        return 1
+    if isinstance(x, (str, bytes)) or not isinstance(x, _numbers.Real):
+        return 0
+    out[0] = float(x)
+    return 1
+
+
+cdef double _num_other(object x, str what) except? -1.0:
+    cdef double d
+    if _real(x, &d):
+        return d
+    raise TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
+
+
+cdef inline double _num(object x, str what) except? -1.0:
+    if PyFloat_CheckExact(x):  # the common case, without a call
+        return PyFloat_AS_DOUBLE(x)
+    return _num_other(x, what)
+
+
+cdef inline bint _odd_integer(double y) noexcept:
+    return isfinite(y) and fmod(fabs(y), 2.0) == 1.0
+
+
+cdef double _fpow(double iv, double iw) except? -1.0:
+    """iv ** iw exactly as Python's float does it; a complex result is a ValueError."""
+    cdef bint negate = False
+    cdef double ix
+    if iw == 0.0:
+        return 1.0
+    if isnan(iv):
+        return iv
+    if isnan(iw):
+        return 1.0 if iv == 1.0 else iw
+    if isinf(iw):
+        iv = fabs(iv)
+        if iv == 1.0:
+            return 1.0
+        if (iw > 0.0) == (iv > 1.0):
+            return fabs(iw)
+        return 0.0
+    if isinf(iv):
+        if iw > 0.0:
+            return iv if _odd_integer(iw) else fabs(iv)
+        return copysign(0.0, iv) if _odd_integer(iw) else 0.0
+    if iv == 0.0:
+        if iw < 0.0:
+            raise ZeroDivisionError("0.0 cannot be raised to a negative power")
+        return iv if _odd_integer(iw) else 0.0
+    if iv < 0.0:
+        if iw != floor(iw):
+            raise ValueError("negative number cannot be raised to a fractional power")
+        iv = -iv
+        negate = _odd_integer(iw)
+    if iv == 1.0:
+        return -1.0 if negate else 1.0
+    ix = pow(iv, iw)
+    if negate:
+        ix = -ix
+    if isinf(ix):
+        raise OverflowError("(34, 'Numerical result out of range')")
+    return ix
+
+
+cdef double _exp(double x) except? -1.0:
+    cdef double r = exp(x)
+    if isinf(r) and isfinite(x):
+        raise OverflowError("math range error")
+    return r
+
+
+cdef double _log(double x) except? -1.0:
+    if x > 0.0 or isnan(x):
+        return log(x)
+    raise ValueError("math domain error")
+
+
+cdef inline double _sigmoid(double x) noexcept:
+    cdef double e
+    if x >= 0.0:
+        return 1.0 / (1.0 + exp(-x))
+    e = exp(x)
+    return e / (1.0 + e)
+
+

@@ -1,0 +1,113 @@
+@cython.final
+cdef class _Params:
+    """A fixed list of parameters for the optimizer kernels: their nodes, held for its lifetime."""
+    cdef NodeC** nodes
+    cdef Py_ssize_t n
+    cdef tuple values
+
+    def __cinit__(self):
+        self.nodes = NULL
+        self.n = 0
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        for i in range(self.n):
+            node_decref(ARENA, self.nodes[i])
+        PyMem_Free(self.nodes)
+
+    def __len__(self):
+        return self.n
+
+    def __iter__(self):
+        return iter(self.values)
+
+    def __reduce__(self):
+        return (_pack, (list(self.values),))
+
+
+def _pack(params):
+    """The parameters as a _Params: checked once, so each optimizer step is a plain C loop."""
+    cdef _Params pk = _Params.__new__(_Params)
+    cdef tuple vals = tuple(params)
+    cdef Py_ssize_t i, m = len(vals)
+    for p in vals:
+        if not isinstance(p, Value):
+            raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
+        _node(<Value>p)
+    pk.nodes = <NodeC**>PyMem_Malloc((m if m else 1) * sizeof(NodeC*))
+    if pk.nodes == NULL:
+        raise MemoryError()
+    for i in range(m):
+        pk.nodes[i] = _hold((<Value>vals[i]).c)
+    pk.n = m
+    pk.values = vals
+    return pk
+
+
+cdef _Params _as_params(object params):
+    if type(params) is _Params:
+        return <_Params>params
+    return <_Params>_pack(params)
+
+
+def _zero_grad(params):
+    """Set .grad = 0.0 on every Value of the sequence (or _Params)."""
+    cdef _Params pk = _as_params(params)
+    cdef Py_ssize_t i
+    for i in range(pk.n):
+        pk.nodes[i].grad = 0.0
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _sgd_step(params, double lr, double momentum, double weight_decay, double[::1] buf, bint started):
+    """PyTorch's SGD: g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf."""
+    cdef _Params pk = _as_params(params)
+    cdef Py_ssize_t i, m = pk.n
+    cdef NodeC* p
+    cdef double g
+    if momentum != 0.0 and buf.shape[0] < m:
+        raise ValueError(f"momentum buffer holds {buf.shape[0]} values for {m} parameters")
+    if momentum == 0.0 and weight_decay == 0.0:  # plain SGD: the loop most training runs
+        for i in range(m):
+            p = pk.nodes[i]
+            p.data = p.data - lr * p.grad
+        return
+    for i in range(m):
+        p = pk.nodes[i]
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        if momentum != 0.0:
+            if started:
+                g = momentum * buf[i] + g
+            buf[i] = g
+        p.data = p.data - lr * g
+
+
+@cython.boundscheck(False)
+@cython.wraparound(False)
+def _adam_step(params, double lr, double beta1, double beta2, double eps, double weight_decay,
+               double[::1] m, double[::1] v, long t):
+    """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
+    cdef _Params pk = _as_params(params)
+    cdef Py_ssize_t i, k = pk.n
+    cdef NodeC* p
+    cdef double g, denom
+    cdef double bc1 = 1.0 - _fpow(beta1, <double>t)
+    cdef double bc2 = 1.0 - _fpow(beta2, <double>t)
+    cdef double step = lr / bc1
+    cdef double bc2_sqrt = sqrt(bc2)
+    if m.shape[0] < k or v.shape[0] < k:
+        raise ValueError(f"Adam state holds {min(m.shape[0], v.shape[0])} values for {k} parameters")
+    for i in range(k):
+        p = pk.nodes[i]
+        g = p.grad
+        if weight_decay != 0.0:
+            g = g + weight_decay * p.data
+        m[i] = beta1 * m[i] + (1.0 - beta1) * g
+        v[i] = beta2 * v[i] + (1.0 - beta2) * (g * g)
+        denom = sqrt(v[i]) / bc2_sqrt + eps
+        p.data = p.data - step * (m[i] / denom)
+
+

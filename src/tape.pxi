@@ -1,0 +1,49 @@
+cdef int _tape_make_room(ArenaC* A) except -1:
+    """Room for one more entry: drop dead and stale entries if that frees enough, else grow."""
+    cdef uint32_t* t
+    cdef Py_ssize_t cap
+    if A.tape_len and A.tape_dead >= A.tape_len // 2 and not A.scanning:  # worth a pass
+        _tape_compact(A)
+        if A.tape_len <= A.tape_cap // 2:
+            return 0
+    cap = max(2 * A.tape_cap, TAPE_MIN)
+    t = <uint32_t*>PyMem_RawRealloc(A.tape, cap * sizeof(uint32_t))
+    if t == NULL:
+        raise MemoryError("micrograd: the tape cannot grow")
+    A.tape = t
+    A.tape_cap = cap
+    return 0
+
+
+cdef int _tape_resize(ArenaC* A, Py_ssize_t cap) noexcept:
+    """Make the tape's capacity cap (>= its length); 0, or -1 if realloc failed (nothing changed)."""
+    cdef uint32_t* t = <uint32_t*>PyMem_RawRealloc(A.tape, cap * sizeof(uint32_t))
+    if t == NULL:
+        return -1
+    A.tape = t
+    A.tape_cap = cap
+    return 0
+
+
+cdef void _tape_compact(ArenaC* A) noexcept:
+    """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go."""
+    cdef uint16_t ep = _next_epoch(A)  # marks 'newer entry seen'; no pass is running (A.scanning)
+    cdef Py_ssize_t i, j = 0
+    cdef NodeC* n
+    i = A.tape_len - 1
+    while i >= 0:
+        n = MG_NODE(A.slabs, A.tape[i])
+        if n.op == OP_LEAF or (n.flags & F_LATE) or n.epoch == ep:
+            A.tape[i] = 0xFFFFFFFF
+        else:
+            n.epoch = ep
+        i -= 1
+    for i in range(A.tape_len):
+        if A.tape[i] != 0xFFFFFFFF:
+            A.tape[j] = A.tape[i]
+            j += 1
+    A.tape_len = j
+    A.tape_dead = 0
+    A.tape_compactions += 1
+
+

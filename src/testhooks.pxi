@@ -1,0 +1,51 @@
+# ---------------------------------------------------------------------------------------------
+# Introspection and test hooks
+
+def _live_nodes():
+    """How many nodes the arena holds right now."""
+    return ARENA.live
+
+
+def _arena_stats():
+    """live nodes, slabs, bytes reserved by slabs, bytes per node, slabs whose pages went back
+    to the OS (all free; see _give_back_memory)."""
+    cdef Py_ssize_t s, gone = 0
+    for s in range(ARENA.nslabs):
+        gone += ARENA.slab_state[s] == SLAB_GONE
+    return {"live": ARENA.live, "slabs": ARENA.nslabs, "bytes": ARENA.nslabs * SLAB_NODES * sizeof(NodeC),
+            "node_bytes": sizeof(NodeC), "slabs_given_back": gone}
+
+
+def _arena_index(Value v not None):
+    """Test hook: the arena index of v's node (its slab's number << 13 | its place in the slab)."""
+    return node_index(ARENA, _node(v))
+
+
+def _tape_stats():
+    """entries, capacity, live op nodes, op nodes released since the last compaction, compactions,
+    entries looked at by all backward passes so far."""
+    return {"len": ARENA.tape_len, "cap": ARENA.tape_cap, "live_ops": ARENA.live_ops, "dead": ARENA.tape_dead,
+            "compactions": ARENA.tape_compactions, "looked": ARENA.tape_looked}
+
+
+def _tape_shrink():
+    """Test hook: compact the tape and give back its spare capacity (down to the first size)."""
+    cdef Py_ssize_t cap = TAPE_MIN
+    if ARENA.scanning:
+        raise RuntimeError("backward() is running")
+    _tape_compact(ARENA)
+    while cap < ARENA.tape_len + 1:
+        cap *= 2
+    if _tape_resize(ARENA, cap) != 0:
+        raise MemoryError()
+
+
+def _set_node_limit(limit):
+    """Test hook: make allocation fail (MemoryError) once `limit` nodes are live; None lifts it."""
+    ARENA.limit = -1 if limit is None else int(limit)
+
+
+def _set_epoch(e):
+    """Test hook: set the backward epoch counter (to exercise its wrap-around)."""
+    ARENA.epoch = <uint16_t>(e & 0xFFFF)
+

@@ -1,0 +1,400 @@
+# ---------------------------------------------------------------------------------------------
+# Value
+
+@cython.freelist(64)
+cdef class Value:
+    """ stores a single scalar value and its gradient """
+    cdef NodeC* c         # this handle's node (one reference)
+    cdef object _label    # None, or the user's label
+    cdef object _opstr    # None, or the _op text given to the constructor
+    cdef object _bw       # None, or a user-assigned _backward callable
+    cdef object __weakref__
+
+    __array_ufunc__ = None  # numpy scalars defer to our reflected operators
+
+    def __init__(self, data, _children=(), _op='', label=''):
+        cdef double d
+        cdef list kids = None
+        cdef NodeC* n
+        cdef NodeC** arr = NULL
+        cdef Py_ssize_t i
+        d = _num(data, "Value data")
+        if not (type(_children) is tuple and len(<tuple>_children) == 0):
+            kids = []
+            for ch in _children:
+                if not isinstance(ch, Value):
+                    raise TypeError(f"_children must be Values, not {type(ch).__name__!r}")
+                _node(<Value>ch)
+                kids.append(ch)
+        if not isinstance(_op, str):
+            raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+        if not ARENA.grad_enabled:
+            kids = None
+        if kids:
+            arr = mg_kids_new(<uint32_t>len(kids))
+            if arr == NULL:
+                raise MemoryError()
+            try:
+                n = node_new(ARENA, OP_CUSTOM, d)
+            except BaseException:
+                PyMem_Free(arr)
+                raise
+            n.u.kids = arr
+            for i in range(len(kids)):
+                arr[1 + i] = (<Value>kids[i]).c
+                node_link(arr[1 + i])
+        else:
+            n = node_new(ARENA, OP_LEAF, d)
+        if self.c != NULL:  # __init__ called again: let go of the old node
+            ARENA.reinit += 1  # packed layer rows holding the old node must see the new one
+            self._release()
+        PyObject_GC_UnTrack(self)
+        self.c = n
+        n.handle = <PyObject*>self
+        n.refcnt += 1
+        self._label = None
+        self._opstr = None
+        self._bw = None
+        if len(<str>_op) != 0:
+            self._opstr = _op
+            _mark_heavy(self)
+        if not (isinstance(label, str) and len(<str>label) == 0):
+            self._label = label
+            _mark_heavy(self)
+
+    cdef void _release(self) noexcept:
+        _release_handle(<PyObject*>self)
+
+    # -- attributes ---------------------------------------------------------------------------
+
+    @property
+    def data(self):
+        """The scalar value (a float)."""
+        return _node(self).data
+
+    @data.setter
+    def data(self, value):
+        _node(self).data = _num(value, "data")
+
+    @property
+    def grad(self):
+        """The gradient accumulated by backward() (a float)."""
+        return _node(self).grad
+
+    @grad.setter
+    def grad(self, value):
+        _node(self).grad = _num(value, "grad")
+
+    @property
+    def label(self):
+        """A name for drawings ('' unless set)."""
+        return '' if self._label is None else self._label
+
+    @label.setter
+    def label(self, value):
+        _node(self)
+        self._label = value
+        _mark_heavy(self)
+
+    @property
+    def _op(self):
+        """The op that produced this node ('' on leaves)."""
+        cdef NodeC* n = _node(self)
+        if self._opstr is not None:
+            return self._opstr
+        if n.op == OP_POWC:
+            return _pow_text(n)
+        return _OP_TEXT[n.op]
+
+    @_op.setter
+    def _op(self, value):
+        _node(self)
+        self._opstr = value
+        _mark_heavy(self)
+
+    @property
+    def _prev(self):
+        """The set of this node's children (the same handles while they live)."""
+        cdef NodeC* n = _node(self)
+        cdef uint32_t i
+        _materialize(ARENA, n)
+        out = set()
+        for i in range(mg_nkids(n)):
+            out.add(_wrap(ARENA, node_kid(n, i)))
+        return out
+
+    @property
+    def _backward(self):
+        """This node's local chain rule only: adds its grad's contribution to its children."""
+        cdef NodeC* n = _node(self)
+        cdef _LocalBackward lb
+        if self._bw is not None:
+            return self._bw
+        if n.op == OP_LEAF or n.op == OP_CUSTOM:
+            return _noop
+        lb = _LocalBackward.__new__(_LocalBackward)
+        lb.v = self
+        return lb
+
+    @_backward.setter
+    def _backward(self, fn):
+        cdef NodeC* n = _node(self)
+        cdef NodeC** arr
+        cdef MgCall* call
+        cdef uint32_t i
+        if not callable(fn):
+            raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
+        if isinstance(fn, _LocalBackward) and (<_LocalBackward>fn).v is self:
+            return  # assigning a node's own rule back: nothing changes
+        if n.op != OP_CUSTOM:
+            # becomes a user-defined op over the same children, with the same _op text
+            if self._opstr is None:
+                self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
+            _materialize(ARENA, n)
+            arr = mg_kids_new(mg_nkids(n))
+            if arr == NULL:
+                raise MemoryError()
+            for i in range(mg_nkids(n)):
+                arr[1 + i] = node_kid(n, i)
+            call = MG_CALL(n) if n.op == OP_DOT else NULL
+            if call != NULL:  # its children are links of its call: it takes its own
+                for i in range(mg_nkids(n)):
+                    node_link(arr[1 + i])
+            if n.op == OP_LEAF:
+                _leafgen_bump(ARENA)
+                n.flags |= F_LATE  # no children and not on the tape: run after its parents
+            n.a = NULL
+            n.v.b = NULL
+            n.u.kids = arr
+            n.op = OP_CUSTOM
+            n.flags &= ~(F_INTEXP | F_WLEAVES)
+            if call != NULL:
+                call_decref(ARENA, call)
+        self._bw = fn
+        if not PyObject_GC_IsTracked(self):
+            PyObject_GC_Track(self)  # fn may close over this Value: a cycle the GC must see
+        _mark_heavy(self)
+
+    # -- ops ----------------------------------------------------------------------------------
+
+    def __add__(self, other):
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            return _wrap(ARENA, _mk2(ARENA, OP_ADD, a.data + b.data, a, b))
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + x, a, x))
+
+    def __radd__(self, other):  # other + self
+        cdef NodeC* a = _node(self)
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + x, a, x))
+
+    def __mul__(self, other):
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            return _wrap(ARENA, _mk2(ARENA, OP_MUL, a.data * b.data, a, b))
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
+
+    def __rmul__(self, other):  # other * self
+        cdef NodeC* a = _node(self)
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
+
+    def __neg__(self):  # -self
+        cdef NodeC* a = _node(self)
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * -1.0, a, -1.0))
+
+    def __sub__(self, other):  # self + (-other)
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef NodeC* neg
+        cdef NodeC* n
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            neg = _hold(_mkc(ARENA, OP_MULC, b.data * -1.0, b, -1.0))
+            try:
+                n = _mk2(ARENA, OP_ADD, a.data + neg.data, a, neg)
+            finally:
+                node_decref(ARENA, neg)
+            return _wrap(ARENA, n)
+        if not _real(other, &x):
+            return NotImplemented
+        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + -x, a, -x))
+
+    def __rsub__(self, other):  # (-self) + other
+        cdef NodeC* a = _node(self)
+        cdef NodeC* neg
+        cdef NodeC* n
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        neg = _hold(_mkc(ARENA, OP_MULC, a.data * -1.0, a, -1.0))
+        try:
+            n = _mkc(ARENA, OP_ADDC, neg.data + x, neg, x)
+        finally:
+            node_decref(ARENA, neg)
+        return _wrap(ARENA, n)
+
+    def __truediv__(self, other):  # self * other**-1
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef NodeC* inv
+        cdef NodeC* n
+        cdef double x
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            x = _fpow(b.data, -1.0)
+            inv = _hold(_mkc(ARENA, OP_POWC, x, b, -1.0))
+            inv.flags |= F_INTEXP
+            try:
+                n = _mk2(ARENA, OP_MUL, a.data * inv.data, a, inv)
+            finally:
+                node_decref(ARENA, inv)
+            return _wrap(ARENA, n)
+        if not _real(other, &x):
+            return NotImplemented
+        x = _fpow(x, -1.0)
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
+
+    def __rtruediv__(self, other):  # self**-1 * other
+        cdef NodeC* a = _node(self)
+        cdef NodeC* inv
+        cdef NodeC* n
+        cdef double x
+        if not _real(other, &x):
+            return NotImplemented
+        inv = _hold(_mkc(ARENA, OP_POWC, _fpow(a.data, -1.0), a, -1.0))
+        inv.flags |= F_INTEXP
+        try:
+            n = _mkc(ARENA, OP_MULC, inv.data * x, inv, x)
+        finally:
+            node_decref(ARENA, inv)
+        return _wrap(ARENA, n)
+
+    def __pow__(self, other, mod=None):
+        cdef NodeC* a = _node(self)
+        cdef NodeC* b
+        cdef NodeC* n
+        cdef double x
+        if mod is not None:
+            return NotImplemented
+        if isinstance(other, Value):
+            b = _node(<Value>other)
+            return _wrap(ARENA, _mk2(ARENA, OP_POW, _fpow(a.data, b.data), a, b))
+        if not _real(other, &x):
+            return NotImplemented
+        n = _mkc(ARENA, OP_POWC, _fpow(a.data, x), a, x)
+        if PyLong_CheckExact(other):
+            n.flags |= F_INTEXP
+        v = _wrap(ARENA, n)
+        if not PyLong_CheckExact(other) and not PyFloat_CheckExact(other) and n.op == OP_POWC:
+            # bool, numpy scalars...: keep upstream's f'**{other}' text as the user wrote it
+            (<Value>v)._opstr = f"**{other}"
+            _mark_heavy(<Value>v)
+        return v
+
+    def __rpow__(self, other, mod=None):  # Value(other) ** self
+        cdef NodeC* a = _node(self)
+        cdef NodeC* base
+        cdef NodeC* n
+        cdef double x
+        if mod is not None or not _real(other, &x):
+            return NotImplemented
+        d = _fpow(x, a.data)
+        base = _hold(node_new(ARENA, OP_LEAF, x))
+        try:
+            n = _mk2(ARENA, OP_POW, d, base, a)
+        finally:
+            node_decref(ARENA, base)
+        return _wrap(ARENA, n)
+
+    def relu(self):
+        """ReLU: max(0, x); the gradient at 0 is 0, as upstream."""
+        cdef NodeC* a = _node(self)
+        return _wrap(ARENA, _mk1(ARENA, OP_RELU, 0.0 if a.data < 0.0 else a.data, a))
+
+    def tanh(self):
+        """Hyperbolic tangent."""
+        cdef NodeC* a = _node(self)
+        return _wrap(ARENA, _mk1(ARENA, OP_TANH, tanh(a.data), a))
+
+    def exp(self):
+        """e ** x; raises OverflowError past ~709.78, like math.exp."""
+        cdef NodeC* a = _node(self)
+        return _wrap(ARENA, _mk1(ARENA, OP_EXP, _exp(a.data), a))
+
+    def log(self):
+        """Natural logarithm; raises ValueError for x <= 0, like math.log."""
+        cdef NodeC* a = _node(self)
+        return _wrap(ARENA, _mk1(ARENA, OP_LOG, _log(a.data), a))
+
+    def sigmoid(self):
+        """Logistic sigmoid 1 / (1 + e**-x), computed without overflow."""
+        cdef NodeC* a = _node(self)
+        return _wrap(ARENA, _mk1(ARENA, OP_SIGMOID, _sigmoid(a.data), a))
+
+    def backward(self):
+        """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
+        _backward(ARENA, _node(self))
+
+    def __repr__(self):
+        cdef NodeC* n = _node(self)
+        return f"Value(data={n.data!r}, grad={n.grad!r})"
+
+    def __reduce__(self):
+        # a Value pickles as a leaf: its data, grad and label (the graph is not saved)
+        cdef NodeC* n = _node(self)
+        return (_rebuild, (n.data, n.grad, self.label))
+
+
+# A user-defined op's _backward usually closes over its own output: handle -> _bw -> closure ->
+# handle, a cycle the GC sees. While a parent node pins that handle, the pin is a reference the GC
+# cannot see; a tracked handle therefore also reports the pins of its children when it is their
+# only parent (count == handle + one link), so a chain of user-defined ops is freed in one pass.
+def _rebuild(data, grad, label):
+    v = Value(data, label=label)
+    v.grad = grad
+    return v
+
+
+# ---------------------------------------------------------------------------------------------
+# no_grad
+
+@cython.final
+cdef class _NoGrad:
+    cdef bint prev
+
+    def __enter__(self):
+        self.prev = ARENA.grad_enabled
+        ARENA.grad_enabled = False
+        return None
+
+    def __exit__(self, *exc):
+        ARENA.grad_enabled = self.prev
+        return False
+
+
+def no_grad():
+    """Within this block, ops compute data but record no graph (results are leaves)."""
+    return _NoGrad()
+
+
+def is_grad_enabled():
+    """True unless inside no_grad()."""
+    return ARENA.grad_enabled
+
+
