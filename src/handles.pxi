@@ -100,11 +100,17 @@ cdef object _pow_text(NodeC* n):
     return "**" + repr(n.u.aux)
 
 
-cdef dict _OP_TEXT = {
-    OP_LEAF: "", OP_ADD: "+", OP_MUL: "*", OP_ADDC: "+", OP_MULC: "*", OP_POW: "**",
-    OP_RELU: "ReLU", OP_TANH: "tanh", OP_EXP: "exp", OP_LOG: "log", OP_SIGMOID: "sigmoid",
-    OP_DOT: "dot", OP_CUSTOM: "",
-}
+cdef object _op_text(NodeC* n):
+    """The _op text of a node's op (the op table's TEXT; POWC's exponent appended)."""
+    if n.op == OP_POWC:
+        return _pow_text(n)
+    return MG_OP_TEXT[n.op].decode()
+
+
+cdef inline Value _unary(Value self, uint8_t op):
+    """op(self) for a one-child op of the table: its value, its node, its handle."""
+    cdef NodeC* a = _node(self)
+    return _wrap(ARENA, _mk1(ARENA, op, _forward1(op, a.data), a))
 
 
 cdef void _mark_heavy(Value v) noexcept:

@@ -1,7 +1,10 @@
 # ---------------------------------------------------------------------------------------------
 # Fused kernels used by micrograd.nn and micrograd.optim
 
+# The activations a layer may apply: each an op of the table (linear: none), so a layer's
+# outputs are the nodes Value.relu() and the others make. micrograd.nn lists these names.
 cdef dict _ACTS = {"relu": OP_RELU, "tanh": OP_TANH, "sigmoid": OP_SIGMOID, "linear": OP_LEAF}
+_ACTIVATIONS = tuple(_ACTS)
 
 
 cdef inline NodeC* _pnode(PyObject* o) except NULL:
@@ -127,14 +130,11 @@ cdef int _rows_check(ArenaC* A, _Rows rw, Py_ssize_t nin) except -1:
 cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
     """act(n), n being a fresh dot node nobody holds yet (freed here if this fails)."""
     cdef NodeC* out
+    cdef double r
+    mg_forward1(act, n.data, &r)  # activations never fail
     _hold(n)
     try:
-        if act == OP_RELU:
-            out = _mk1(A, OP_RELU, 0.0 if n.data < 0.0 else n.data, n)
-        elif act == OP_TANH:
-            out = _mk1(A, OP_TANH, tanh(n.data), n)
-        else:
-            out = _mk1(A, OP_SIGMOID, _sigmoid(n.data), n)
+        out = _mk1(A, act, r, n)
     finally:
         node_decref(A, n)
     return out
@@ -181,12 +181,8 @@ def _layer_rows(_Rows rows not None, x, act):
                 acc = row[0].data
                 for i in range(nin):
                     acc = acc + row[1 + i].data * xd[i]
-                if code == OP_RELU:
-                    acc = 0.0 if acc < 0.0 else acc
-                elif code == OP_TANH:
-                    acc = tanh(acc)
-                elif code == OP_SIGMOID:
-                    acc = _sigmoid(acc)
+                if code != OP_LEAF:
+                    mg_forward1(code, acc, &acc)
                 out.append(_wrap(A, node_new(A, OP_LEAF, acc)))
         finally:
             PyMem_Free(xd)

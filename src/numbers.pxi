@@ -75,24 +75,12 @@ cdef double _fpow(double iv, double iw) except? -1.0:
     return ix
 
 
-cdef double _exp(double x) except? -1.0:
-    cdef double r = exp(x)
-    if isinf(r) and isfinite(x):
+cdef double _forward1(uint8_t op, double x) except? -1.0:
+    """A one-child op's value at x (the op table's FWD), raising as Python's math does."""
+    cdef double r
+    cdef int err = mg_forward1(op, x, &r)
+    if err == 0:
+        return r
+    if err == MG_RANGE:
         raise OverflowError("math range error")
-    return r
-
-
-cdef double _log(double x) except? -1.0:
-    if x > 0.0 or isnan(x):
-        return log(x)
     raise ValueError("math domain error")
-
-
-cdef inline double _sigmoid(double x) noexcept:
-    cdef double e
-    if x >= 0.0:
-        return 1.0 / (1.0 + exp(-x))
-    e = exp(x)
-    return e / (1.0 + e)
-
-

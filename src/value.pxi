@@ -104,7 +104,7 @@ cdef class Value:
             return self._opstr
         if n.op == OP_POWC:
             return _pow_text(n)
-        return _OP_TEXT[n.op]
+        return _op_text(n)
 
     @_op.setter
     def _op(self, value):
@@ -149,7 +149,7 @@ cdef class Value:
         if n.op != OP_CUSTOM:
             # becomes a user-defined op over the same children, with the same _op text
             if self._opstr is None:
-                self._opstr = n.op == OP_POWC and _pow_text(n) or _OP_TEXT[n.op]
+                self._opstr = _op_text(n)
             _materialize(ARENA, n)
             arr = mg_kids_new(mg_nkids(n))
             if arr == NULL:
@@ -324,28 +324,23 @@ cdef class Value:
 
     def relu(self):
         """ReLU: max(0, x); the gradient at 0 is 0, as upstream."""
-        cdef NodeC* a = _node(self)
-        return _wrap(ARENA, _mk1(ARENA, OP_RELU, 0.0 if a.data < 0.0 else a.data, a))
+        return _unary(self, OP_RELU)
 
     def tanh(self):
         """Hyperbolic tangent."""
-        cdef NodeC* a = _node(self)
-        return _wrap(ARENA, _mk1(ARENA, OP_TANH, tanh(a.data), a))
+        return _unary(self, OP_TANH)
 
     def exp(self):
         """e ** x; raises OverflowError past ~709.78, like math.exp."""
-        cdef NodeC* a = _node(self)
-        return _wrap(ARENA, _mk1(ARENA, OP_EXP, _exp(a.data), a))
+        return _unary(self, OP_EXP)
 
     def log(self):
         """Natural logarithm; raises ValueError for x <= 0, like math.log."""
-        cdef NodeC* a = _node(self)
-        return _wrap(ARENA, _mk1(ARENA, OP_LOG, _log(a.data), a))
+        return _unary(self, OP_LOG)
 
     def sigmoid(self):
         """Logistic sigmoid 1 / (1 + e**-x), computed without overflow."""
-        cdef NodeC* a = _node(self)
-        return _wrap(ARENA, _mk1(ARENA, OP_SIGMOID, _sigmoid(a.data), a))
+        return _unary(self, OP_SIGMOID)
 
     def backward(self):
         """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
