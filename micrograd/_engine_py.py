@@ -339,7 +339,17 @@ def is_grad_enabled() -> bool:
 
 # ---- fused kernels used by micrograd.nn and micrograd.optim ----------------------------------
 
-_ACTS = {"relu": "ReLU", "tanh": "tanh", "sigmoid": "sigmoid", "linear": None}
+#: The built-in ops a graph can show: (name, _op text, children; -1 for n-ary ones). The
+#: compiled engine makes the same list from its op table; a test holds the two to each other.
+_OPS = (
+    ("add", "+", 2), ("mul", "*", 2), ("powc", "**", 1), ("pow", "**", 2),
+    ("relu", "ReLU", 1), ("tanh", "tanh", 1), ("exp", "exp", 1), ("log", "log", 1),
+    ("sigmoid", "sigmoid", 1), ("dot", "dot", -1),
+)
+
+# The activations a layer may apply (linear: none); micrograd.nn lists these names.
+_ACTS: dict = {"relu": Value.relu, "tanh": Value.tanh, "sigmoid": Value.sigmoid, "linear": None}
+_ACTIVATIONS = tuple(_ACTS)
 
 
 def _as_value(x: Any) -> Value:
@@ -390,12 +400,8 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any],
         if not isinstance(b, Value):
             raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
         v = _dot_node(b, w, xs)
-        if act == "relu":
-            v = v.relu()
-        elif act == "tanh":
-            v = v.tanh()
-        elif act == "sigmoid":
-            v = v.sigmoid()
+        if _ACTS[act] is not None:
+            v = _ACTS[act](v)
         out.append(v)
     return out
 

@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+import sys
 
 import numpy as np
 import pytest
 from hypothesis import assume, given, note, settings
 from hypothesis import strategies as st
+
+from conftest import load_engine
 
 # ---- numbers --------------------------------------------------------------------------------------
 
@@ -38,7 +41,12 @@ def fbits(x: float) -> str:
 
 reg = st.integers(0, 63)
 BINOPS = ["+", "-", "*", "/", "**"]
-UNOPS = ["neg", "relu", "tanh", "exp", "log", "sigmoid"]
+# the one-child ops come from the engines' own op list (_OPS), so an op added there is drawn here
+UNOPS = ["neg"] + [name for name, _text, kids in load_engine("python")._OPS
+                   if kids == 1 and name != "powc"]
+# how the programs reach each listed op; test_op_table checks that every op of _OPS is here
+REACHES = {"add": "bin +", "mul": "bin *", "pow": "bin **", "powc": "powk", "dot": "dot",
+           **{name: "un" for name in UNOPS if name != "neg"}}
 
 op_instr = st.one_of(
     st.tuples(st.just("bin"), st.sampled_from(BINOPS), reg, reg),
@@ -48,6 +56,7 @@ op_instr = st.one_of(
     st.tuples(st.just("powk"), reg, exponents),
     st.tuples(st.just("un"), st.sampled_from(UNOPS), reg),
     st.tuples(st.just("custom"), reg, reg),
+    st.tuples(st.just("dot"), reg, st.lists(st.tuples(reg, reg), max_size=3)),  # b + w.x fused
 )
 instr = st.one_of(
     op_instr,
@@ -101,6 +110,10 @@ def apply_op(V, regs, ins):
     if kind == "un":
         a = regs[ins[2] % len(regs)]
         return -a if ins[1] == "neg" else getattr(a, ins[1])()
+    if kind == "dot":
+        engine = sys.modules[V.__module__]
+        pairs = [(regs[i % len(regs)], regs[j % len(regs)]) for i, j in ins[2]]
+        return engine._dot(regs[ins[1] % len(regs)], [w for w, _ in pairs], [x for _, x in pairs])
     assert kind == "custom"
     return custom(V, regs[ins[1] % len(regs)], regs[ins[2] % len(regs)])
 
