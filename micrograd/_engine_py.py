@@ -60,6 +60,13 @@ def _brecip(x: float) -> float:
     return math.copysign(math.inf, x) if x == 0 else 1.0 / x
 
 
+def _bdiv(x: float, y: float) -> float:
+    """x / y as C divides (backward never raises): +-inf at +-0, nan for 0/0."""
+    if y == 0:
+        return math.nan if x == 0 or x != x else math.copysign(math.inf, x) * math.copysign(1.0, y)
+    return x / y
+
+
 def _exp(x: float) -> float:
     return math.exp(x)  # OverflowError past ~709.78, as Python's math.exp
 
@@ -245,6 +252,17 @@ class Value:
 
         return out
 
+    def sqrt(self) -> "Value":
+        """Square root; raises ValueError for x < 0, like math.sqrt."""
+        out = Value._result(math.sqrt(self.data), (self,), "sqrt")
+
+        def _backward() -> None:
+            self.grad += _bdiv(0.5, out.data) * out.grad
+        if out._children:
+            out._backward = _backward
+
+        return out
+
     def backward(self) -> None:
         """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
         # children are always made before their parents, so taking the reachable nodes newest
@@ -344,7 +362,7 @@ def is_grad_enabled() -> bool:
 _OPS = (
     ("add", "+", 2), ("mul", "*", 2), ("powc", "**", 1), ("pow", "**", 2),
     ("relu", "ReLU", 1), ("tanh", "tanh", 1), ("exp", "exp", 1), ("log", "log", 1),
-    ("sigmoid", "sigmoid", 1), ("dot", "dot", -1),
+    ("sigmoid", "sigmoid", 1), ("sqrt", "sqrt", 1), ("dot", "dot", -1),
 )
 
 # The activations a layer may apply (linear: none); micrograd.nn lists these names.

@@ -59,6 +59,9 @@
   X(SIGMOID, 1,       "sigmoid", 1,                                                           \
     mg_sigmoid(x),                             0,                                              \
     a->grad += (n->data * (1.0 - n->data)) * g;)                                              \
+  X(SQRT,    1,       "sqrt",    1,                                                           \
+    (x >= 0.0 || isnan(x) ? sqrt(x) : 0.0),    (x >= 0.0 || isnan(x) ? 0 : MG_DOMAIN),         \
+    a->grad += (0.5 / n->data) * g;)                                                          \
   X(DOT,     MG_NARY, "dot",     1,                                                           \
     0,                                         0,                                              \
     mg_rule_dot(n, g, s, pending);)                                                           \

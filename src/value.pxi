@@ -342,6 +342,10 @@ cdef class Value:
         """Logistic sigmoid 1 / (1 + e**-x), computed without overflow."""
         return _unary(self, OP_SIGMOID)
 
+    def sqrt(self):
+        """Square root; raises ValueError for x < 0, like math.sqrt."""
+        return _unary(self, OP_SQRT)
+
     def backward(self):
         """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
         _backward(ARENA, _node(self))
