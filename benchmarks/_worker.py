@@ -3,6 +3,8 @@
 Started by benchmarks/runner.py as `python benchmarks/_worker.py IMPL WORKLOAD MODE`, with
 PYTHONPATH and the working directory chosen so that `import micrograd` finds the right one:
 this repo (compiled or pure, picked by MICROGRAD_NO_EXTENSIONS) or upstream's private folder.
+Its stdin holds a JSON object (the data the runner made for the workload, `{}` for most),
+added to the mode's sizes.
 """
 import gc
 import json
@@ -87,7 +89,7 @@ def run_import(impl, P):
 
 def main(argv):
     impl, workload, mode = argv
-    P = SIZES[mode]
+    P = dict(SIZES[mode], **json.loads(sys.stdin.read() or "{}"))
     out = {"impl": impl, "workload": workload, "mode": mode, "status": "ok",
            "gc": {"enabled": gc.isenabled(), "threshold": list(gc.get_threshold())}}
     try:

@@ -1,9 +1,16 @@
 """The workloads, written once against upstream micrograd's API: compiled, pure and upstream run the same code."""
 import gc
 import math
+import os
 import random
+import sys
 import time
 
+# upstream's test_more_ops program is the tests' (tests/more_ops.py), kept there because the
+# wheels' test run copies tests/ alone; the benchmarks always run from the repository. Appended,
+# so that nothing in tests/ can stand in for the micrograd a job is meant to import
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests"))
+from more_ops import more_ops  # noqa: E402
 
 
 class Span:
@@ -46,6 +53,8 @@ SIZES = {
 }
 # (min, max) repetitions: more than min only while the job has spent less than `budget`
 # seconds, so fast implementations get many samples and slow ones at least min.
+# The worker adds what the runner made and sent on its stdin: P["moons"] = [X, y], the
+# moons_step data (benchmarks/runner.py's job_input), the same points for every implementation.
 
 
 def repetitions(P, key):
@@ -77,36 +86,19 @@ def _errname(exc):
 
 # ---------------------------------------------------------------- upstream's test_more_ops
 
-def more_ops_graph(Value):
-    """upstream's test/test_engine.py::test_more_ops, as written there."""
-    a = Value(-4.0)
-    b = Value(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    g.backward()
-    return g, a, b
-
-
 def run_more_ops(Value, P):
     batch = P["more_ops_batch"]
     for _ in range(batch):  # warm-up
-        more_ops_graph(Value)
+        more_ops(Value)[2].backward()
     samples = []
     for _ in repetitions(P, "more_ops_reps"):
         gc.collect()
         t0 = _now()
         for _ in range(batch):
-            more_ops_graph(Value)
+            more_ops(Value)[2].backward()
         samples.append((_now() - t0) / batch / 1e9)
-    g, a, b = more_ops_graph(Value)
+    a, b, g = more_ops(Value)
+    g.backward()
     check = [float(g.data), float(a.grad), float(b.grad)]
     return {"metrics": [metric("build+backward", "s", samples)], "check": check,
             "info": {"calls_per_sample": batch}}
@@ -228,27 +220,9 @@ def run_deep(Value, P):
 
 # ---------------------------------------------------------------- upstream's moons demo
 
-def make_moons(n, noise=0.1, seed=1337):
-    """Two interleaved half circles, labels in {-1, 1}; a tiny pure-Python twin of sklearn's."""
-    rng = random.Random(seed)
-    n_out = n // 2
-    n_in = n - n_out
-    X, y = [], []
-    for i in range(n_out):
-        t = math.pi * i / max(n_out - 1, 1)
-        X.append([math.cos(t) + rng.gauss(0.0, noise), math.sin(t) + rng.gauss(0.0, noise)])
-        y.append(-1)
-    for i in range(n_in):
-        t = math.pi * i / max(n_in - 1, 1)
-        X.append([1.0 - math.cos(t) + rng.gauss(0.0, noise),
-                  0.5 - math.sin(t) + rng.gauss(0.0, noise)])
-        y.append(1)
-    return X, y
-
-
 def run_moons(mg, P):
     Value, MLP = mg.Value, mg.nn.MLP
-    X, y = make_moons(P["moons_n"])
+    X, y = P["moons"]  # micrograd.datasets.make_moons(moons_n, 0.1, seed=1337), from the runner
     random.seed(1337)
     model = MLP(2, P["moons_hidden"] + [1])
 

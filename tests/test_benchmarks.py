@@ -11,8 +11,9 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import runner  # noqa: E402
+from benchmarks import report, runner, stats, targets  # noqa: E402
 from conftest import NO_EXTENSIONS  # noqa: E402
+from micrograd.datasets import make_moons  # noqa: E402
 
 # the compiled engine too, unless this is the pure-engine run; a missing build then fails here
 IMPLS = ["pure"] if NO_EXTENSIONS else ["compiled", "pure"]
@@ -72,14 +73,14 @@ def test_markdown_table_printed(smoke):
 
 
 def test_formatting_and_ratios():
-    assert runner.fmt_value(1.5e-6, "s") == "1.5 µs"
-    assert runner.fmt_value(0.25, "s") == "250 ms"
-    assert runner.fmt_value(42.0, "ns/node") == "42 ns"
-    assert runner.fmt_value(3 * 2**20, "B") == "3 MiB"
-    assert runner.ratio(100.0, 2.0, "s") == 50.0
-    assert runner.ratio(100.0, 2.0, "B") is None  # totals get no ratio
-    assert runner.ratio(None, 2.0, "s") is None
-    assert runner.fmt_ratio(312.4) == "312×"
+    assert report.fmt_value(1.5e-6, "s") == "1.5 µs"
+    assert report.fmt_value(0.25, "s") == "250 ms"
+    assert report.fmt_value(42.0, "ns/node") == "42 ns"
+    assert report.fmt_value(3 * 2**20, "B") == "3 MiB"
+    assert stats.ratio(100.0, 2.0, "s") == 50.0
+    assert stats.ratio(100.0, 2.0, "B") is None  # totals get no ratio
+    assert stats.ratio(None, 2.0, "s") is None
+    assert report.fmt_ratio(312.4) == "312×"
 
 
 def test_targets_from_rows():
@@ -88,11 +89,49 @@ def test_targets_from_rows():
                 "stats": {"median": median, "min": median, "max": median, "n": 1}}
     rows = [row("more_ops", "build+backward", "upstream", 100e-6),
             row("more_ops", "build+backward", "compiled", 2e-6),
-            row("graph200k", "forward", "compiled", 90.0, "ns/node")]
-    got = {t["target"]: t["status"] for t in runner.evaluate_targets(rows)}
-    assert got["test_more_ops graph ≥ 25× upstream"] == "met"
-    assert got["forward ≤ 80 ns per op node (graph200k, compiled)"] == "NOT met"
-    assert got["demo step ≥ 300× upstream"] == "n/a"
+            row("graph200k", "forward", "compiled", 90.0, "ns/node"),
+            row("moons_step", "step", "compiled", 3e-4),
+            row("moons_step", "step", "torch", 1e-4),
+            row("memory", "retained (RSS)", "compiled", 60.0, "B/node")]
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, arena_node_bytes=56)}
+    assert got["test_more_ops graph ≥ 25× upstream"]["status"] == "met"
+    assert got["test_more_ops graph ≥ 25× upstream"]["measured"] == "50.0×"
+    assert got["forward ≤ 80 ns per op node (graph200k, compiled)"]["status"] == "NOT met"
+    assert got["forward ≤ 80 ns per op node (graph200k, compiled)"]["measured"] == "90 ns"
+    assert got["demo step ≥ 300× upstream"]["status"] == "n/a"
+    assert got["demo step ≥ 300× upstream"]["measured"] == "no upstream figure"
+    assert got["demo step no slower than 2× PyTorch batched"]["status"] == "NOT met"
+    assert got["demo step no slower than 2× PyTorch batched"]["measured"] == "3.00× PyTorch's time"
+    assert got["≤ 64 bytes per retained node (RSS, compiled)"]["measured"] == "60.0 B (the node struct: 56 B)"
+    assert got["backward ≤ 10 ns per node (graph200k, compiled)"]["measured"] == "not measured"
+    # the deep chain was not run: its target is left out rather than n/a
+    assert len(got) == len(targets.TARGETS) - 1
+    assert "10^6-deep chain backpropagates (compiled)" not in got
+
+
+def test_every_target_is_a_row_of_the_table():
+    kinds = {"at most", "faster", "time ratio", "runs"}
+    for t in targets.TARGETS:
+        assert t["kind"] in kinds and t["workload"] in runner.WORKLOADS, t
+        assert ("versus" in t) == (t["kind"] in ("faster", "time ratio")), t
+
+
+def test_every_implementation_gets_the_moons_made_by_the_runner():
+    # made once in the parent (upstream's job cannot import micrograd.datasets), sent on stdin
+    sent = json.loads(json.dumps(runner.job_input("moons_step", "smoke")))["moons"]
+    X, y = make_moons(runner.SIZES["smoke"]["moons_n"], noise=0.1, seed=1337)
+    assert sent == [X, y] and len(X) == 10
+    assert runner.job_input("more_ops", "smoke") == {}
+    # the worker trains on what it is sent: four points here
+    env, cwd = runner.job_env("pure")
+    points = {"moons": [[[0.5, 0.25], [-0.5, 1.0], [1.5, -0.25], [0.0, 0.5]], [1, -1, 1, -1]]}
+    r = subprocess.run([sys.executable, str(runner.WORKER), "pure", "moons_step", "smoke"],
+                       input=json.dumps(points), env=env, cwd=cwd, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["status"] == "ok", res.get("traceback")
+    assert res["info"]["samples"] == 4
 
 
 def test_missing_upstream_is_said_clearly(tmp_path, monkeypatch):

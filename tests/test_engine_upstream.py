@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pytest
 
+from more_ops import more_ops
+
 
 def close(got: float, want: float, rel: float = 1e-12) -> bool:
     # PyTorch's numbers agree with a double-precision engine far below 1e-12 relative
@@ -26,22 +28,6 @@ def test_sanity_check(engine):
     y.backward()
     assert close(y.data, -20.0)
     assert close(x.grad, 46.0)
-
-
-def more_ops(Value):
-    a = Value(-4.0)
-    b = Value(2.0)
-    c = a + b
-    d = a * b + b**3
-    c += c + 1
-    c += 1 + c + (-a)
-    d += d * 2 + (b + a).relu()
-    d += 3 * d + (b - a).relu()
-    e = c - d
-    f = e**2
-    g = f / 2.0
-    g += 10.0 / f
-    return a, b, g
 
 
 def test_more_ops(engine):

@@ -1,0 +1,202 @@
+"""What a run prints: the table (text or markdown), the targets, the notes, and the bar chart."""
+import math
+
+HEADERS = ["benchmark", "implementation", "median", "min – max", "vs upstream", "vs pure"]
+
+
+def fmt_value(x, unit):
+    if x is None:
+        return "—"
+    if unit == "s":
+        for scale, name in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs"), (1e-9, "ns")):
+            if abs(x) >= scale or name == "ns":
+                v = x / scale
+                return f"{v:.3g} {name}" if v < 100 else f"{v:.0f} {name}"
+    if unit == "ns/node":
+        return f"{x:.3g} ns" if x < 100 else f"{x:.0f} ns"
+    if unit == "B/node":
+        return f"{x:.0f} B" if abs(x) >= 100 else f"{x:.1f} B"
+    if unit == "B":
+        a = abs(x)
+        for scale, name in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+            if a >= scale:
+                return f"{x / scale:.3g} {name}"
+        return f"{x:.0f} B"
+    return f"{x:.4g} {unit}"
+
+
+def fmt_ratio(r):
+    if r is None:
+        return "—"
+    if r >= 100:
+        return f"{r:.0f}×"
+    if r >= 10:
+        return f"{r:.1f}×"
+    return f"{r:.2f}×"
+
+
+def row_cells(row):
+    unit, st = row["unit"], row["stats"]
+    what = f"{row['workload']} {row['metric']}"
+    if unit in ("ns/node", "B/node"):
+        what += " (/node)"
+    if st is None:
+        return [what, row["impl"], row["status"] or "—", "", "", ""]
+    rng = f"{fmt_value(st['min'], unit)} – {fmt_value(st['max'], unit)}" if st["n"] > 1 else "(1 run)"
+    return [what, row["impl"], fmt_value(st["median"], unit), rng,
+            fmt_ratio(row["vs_upstream"]), fmt_ratio(row["vs_pure"])]
+
+
+def text_table(rows):
+    cells = [row_cells(r) for r in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
+              for i, h in enumerate(HEADERS)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)),
+           "  ".join("-" * w for w in widths)]
+    prev = None
+    for r, c in zip(rows, cells):
+        if prev is not None and (r["workload"], r["metric"]) != prev:
+            out.append("")
+        prev = (r["workload"], r["metric"])
+        out.append("  ".join(x.ljust(w) if i < 2 else x.rjust(w)
+                             for i, (x, w) in enumerate(zip(c, widths))))
+    return "\n".join(out)
+
+
+def markdown_table(rows):
+    out = ["| " + " | ".join(HEADERS) + " |",
+           "|" + "|".join(["---", "---", "---:", "---:", "---:", "---:"]) + "|"]
+    for c in (row_cells(r) for r in rows):
+        out.append("| " + " | ".join(x.replace("|", "\\|") for x in c) + " |")
+    return "\n".join(out)
+
+
+def targets_text(targets, markdown):
+    if markdown:
+        lines = ["| target | status | measured |", "|---|---|---:|"]
+        lines += [f"| {t['target']} | {t['status']} | {t['measured']} |" for t in targets]
+        return "\n".join(lines)
+    w = max(len(t["target"]) for t in targets)
+    return "\n".join(f"  {t['target'].ljust(w)}  {t['status']:<8} {t['measured']}" for t in targets)
+
+
+def machine_line(m):
+    mem = f", {m['memory_bytes'] / 2**30:.0f} GiB" if m["memory_bytes"] else ""
+    v = m["versions"]
+    extra = ", ".join(f"{k} {v[k]}" for k in ("Cython", "torch") if v.get(k))
+    return (f"{m['cpu']} ({m['cpus']} CPUs{mem}), {m['platform']}, {m['python']}"
+            + (f", {extra}" if extra else ""))
+
+
+def method_line(gc_state):
+    """How the garbage collector was treated, as the report and the JSON say it."""
+    return ("cyclic GC: left enabled as users have it" +
+            (f" (thresholds {tuple(gc_state['threshold'])})" if gc_state else "") +
+            "; gc.collect() runs between timed repetitions, never inside one, except in the "
+            "MLP(64) sample's training loop, whose steps run back to back with the GC as it "
+            "comes (its 'after gc.collect()' row is the same step with a collection before each)")
+
+
+def render(doc, markdown):
+    """The whole printed report of a run, from the document --json writes."""
+    machine, mode, clock = doc["machine"], doc["mode"], doc["clock"]
+    upstream = machine["versions"]["upstream micrograd"]
+    out = []
+    if markdown:
+        out.append(f"`{doc['command']}` on {machine_line(machine)}, {doc['date'][:10]}; commit "
+                   f"{machine['git_commit']}. Medians of {clock} time; ratios are times faster "
+                   f"(or bytes smaller) than upstream micrograd {upstream} / our pure-Python "
+                   "engine in the same run.\n")
+        out.append(markdown_table(doc["rows"]))
+        out.append("")
+        out.append(targets_text(doc["targets"], True))
+    else:
+        out.append(f"machine: {machine_line(machine)}")
+        out.append(f"mode: {mode}; clock: {clock} time; {doc['method']}")
+        out.append("ratios: how many times faster (or smaller per node) than upstream micrograd "
+                   f"{upstream} / the pure engine, same run")
+        out.append("")
+        out.append(text_table(doc["rows"]))
+        out.append("")
+        out.append("targets:" + (" (smoke sizes: not meaningful)" if mode == "smoke" else ""))
+        out.append(targets_text(doc["targets"], False))
+    notes = [doc["method"]] if markdown else []
+    notes += [f"{impl}: {why}" for impl, why in doc["missing"].items()]
+    load = [x for x in machine.get("loadavg_before_after", []) if x is not None]
+    if load and max(load) > 0.5 * (machine["cpus"] or 1):
+        notes.append(f"the machine was busy (1-min load average {load[0]} before, {load[-1]} after):"
+                     " other work competed for the CPUs, so wall times are noisy"
+                     + ("; `--clock cpu` shows CPU time" if clock == "wall" else ""))
+    if clock == "cpu":
+        notes.append("CPU time is the whole process's: PyTorch's worker threads count too; "
+                     "import times stay wall time")
+    results = doc["results"]
+    notes += [f"{r['impl']} {r['workload']}: {r['status']}: {r.get('reason')}"
+              for r in results if r.get("status") != "ok"]
+    notes += doc["mismatches"]
+    if not doc["mismatches"] and any(r.get("check") for r in results):
+        notes.append("results agree: compiled == pure bit for bit, upstream within 1e-9 (where run)")
+    out.append("")
+    out.append("Notes:" if markdown else "notes:")
+    out += [f"- {n}" if markdown else f"  - {n}" for n in notes or ["none"]]
+    return "\n".join(out)
+
+
+def plot(rows, path):
+    """A log-scale bar chart per measurement, written to path: None, or why nothing was written."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from matplotlib.ticker import NullFormatter
+    except ImportError:
+        return ("--plot needs matplotlib, which is not installed: "
+                "pip install matplotlib (or pip install -e '.[bench]'); no chart written")
+    groups = []
+    for r in rows:
+        key = (r["workload"], r["metric"])
+        if r["unit"] == "B" or (r["stats"] is None and not r["status"]):
+            continue
+        if r["stats"] is not None and r["stats"]["median"] <= 0:
+            continue  # nothing to draw on a log scale
+        if not groups or groups[-1][0] != key:
+            groups.append((key, []))
+        groups[-1][1].append(r)
+    if not groups:
+        return "nothing to plot"
+    colors = {"compiled": "#1f77b4", "pure": "#ff7f0e", "upstream": "#7f7f7f", "torch": "#d62728"}
+    ncol = 3
+    nrow = math.ceil(len(groups) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 2.4 * nrow), squeeze=False)
+    for ax, ((wl, metric), rs) in zip(axes.flat, groups):
+        drawn = [r for r in rs if r["stats"]]
+        if not drawn:
+            ax.axis("off")
+            continue
+        unit = drawn[0]["unit"]
+        scale, label = (1e3, "ms") if unit == "s" else (1.0, unit)
+        if unit == "s" and max(r["stats"]["median"] for r in drawn) < 1e-3:
+            scale, label = 1e6, "µs"
+        names = [r["impl"] for r in rs]
+        vals = [r["stats"]["median"] * scale if r["stats"] else 0.0 for r in rs]
+        ax.barh(names, vals, color=[colors.get(n, "#555") for n in names])
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        lo = min(v for v in vals if v > 0)
+        for y, r in enumerate(rs):
+            if not r["stats"]:  # e.g. upstream's RecursionError
+                ax.text(lo, y, f" {r['status']}", va="center", fontsize=7, color="#a00")
+        ax.invert_yaxis()
+        ax.set_title(f"{wl}: {metric}", fontsize=9)
+        ax.set_xlabel(f"{label} (log scale, lower is better)", fontsize=8)
+        ax.tick_params(labelsize=8)
+        for y, v in enumerate(vals):
+            if v > 0:
+                ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+    for ax in list(axes.flat)[len(groups):]:
+        ax.axis("off")
+    fig.suptitle("micrograd, compiled: benchmarks (medians)", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return None

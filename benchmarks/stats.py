@@ -1,0 +1,110 @@
+"""From the workers' samples to rows: medians, ranges and ratios, and whether the implementations agreed."""
+import math
+import statistics
+
+
+def stats(samples):
+    if not samples:
+        return None
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples),
+            "n": len(samples)}
+
+
+def ratio(base, this, unit):
+    """How many times better `this` is than `base` (time or bytes per node: lower is better)."""
+    if unit == "B" or base is None or this is None or this <= 0 or base <= 0:
+        return None
+    return base / this
+
+
+def _samples(m, clock):
+    if m is None:
+        return []
+    if clock == "cpu" and m.get("cpu_samples") is not None:
+        return m["cpu_samples"]
+    return m["samples"]
+
+
+def build_rows(results, workloads, impls, clock="wall"):
+    """One row per (workload, metric, impl), in the order given, with ratios from the same run."""
+    by = {(r["workload"], r["impl"]): r for r in results}
+    rows = []
+    for wl in workloads:
+        metric_order = []
+        for impl in impls:
+            for m in by.get((wl, impl), {}).get("metrics", []):
+                if m["metric"] not in metric_order:
+                    metric_order.append(m["metric"])
+        for mname in metric_order:
+            cells = {}
+            for impl in impls:
+                res = by.get((wl, impl))
+                if res is None:
+                    continue
+                m = next((m for m in res.get("metrics", []) if m["metric"] == mname), None)
+                cells[impl] = (res, m)
+            base = {k: stats(_samples(cells[k][1], clock)) if k in cells and cells[k][1] else None
+                    for k in ("upstream", "pure")}
+            for impl in impls:
+                if impl not in cells:
+                    continue
+                res, m = cells[impl]
+                if m is None and res.get("status") == "ok":
+                    continue  # this implementation has no such metric (e.g. torch's import)
+                unit = m["unit"] if m else None
+                ratios = m is not None and m.get("ratios", True)
+                st = stats(_samples(m, clock)) if m else None
+                if m is None:
+                    status = res.get("reason") or "not measured"
+                elif m.get("error"):
+                    status = m["error"].split(":")[0]
+                else:
+                    status = None
+                med = st["median"] if st and ratios else None
+                rows.append({
+                    "workload": wl, "metric": mname, "impl": impl, "unit": unit,
+                    "stats": st, "status": status, "note": m.get("note", "") if m else "",
+                    "error": m.get("error") if m else res.get("reason"),
+                    "vs_upstream": ratio(base["upstream"]["median"] if base["upstream"] else None,
+                                         med, unit) if impl != "upstream" else None,
+                    "vs_pure": ratio(base["pure"]["median"] if base["pure"] else None, med, unit)
+                    if impl != "pure" else None,
+                })
+    return rows
+
+
+def find_row(rows, workload, metric, impl):
+    """The row of (workload, metric, impl), or None when that was not run."""
+    return next((r for r in rows if (r["workload"], r["metric"], r["impl"]) == (workload, metric, impl)),
+                None)
+
+
+def median(rows, workload, metric, impl):
+    """The median of (workload, metric, impl), or None when it has no figure."""
+    for r in rows:
+        if (r["workload"], r["metric"], r["impl"]) == (workload, metric, impl) and r["stats"]:
+            return r["stats"]["median"]
+    return None
+
+
+def compare_checks(results):
+    """Same code, same seeds: compiled and pure must agree bit for bit, upstream within 1e-9."""
+    notes = []
+    by = {}
+    for r in results:
+        if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream"):
+            by.setdefault(r["workload"], {})[r["impl"]] = r["check"]
+    for wl, checks in by.items():
+        c, p, u = checks.get("compiled"), checks.get("pure"), checks.get("upstream")
+        if c is not None and p is not None:
+            n = min(len(c), len(p))  # adaptive repetitions: compare the common prefix
+            if c[:n] != p[:n]:
+                notes.append(f"{wl}: compiled and pure results differ: {c[:3]} vs {p[:3]}")
+        for name, ours in (("compiled", c), ("pure", p)):
+            if ours is not None and u is not None:
+                n = min(len(ours), len(u))
+                if not all(math.isclose(a, b, rel_tol=1e-9, abs_tol=1e-12)
+                           for a, b in zip(ours[:n], u[:n])):
+                    notes.append(f"{wl}: {name} and upstream results differ beyond 1e-9: "
+                                 f"{ours[:3]} vs {u[:3]}")
+    return notes

@@ -1,0 +1,81 @@
+"""The project's targets, as a table, and how a run's rows meet them: met, NOT met, or n/a."""
+from benchmarks.report import fmt_ratio, fmt_value
+from benchmarks.stats import find_row, median
+
+# Every target is about the compiled engine's median in (workload, metric). The kinds:
+#   "at most":    that median is at most `limit`, in the metric's unit
+#   "faster":     `versus`'s median is at least `limit` times the compiled one
+#   "time ratio": the compiled median is at most `limit` times `versus`'s
+#   "runs":       the compiled engine has a figure at all (no error); left out when not run
+TARGETS = [
+    {"target": "forward ≤ 80 ns per op node (graph200k, compiled)", "kind": "at most", "limit": 80,
+     "workload": "graph200k", "metric": "forward"},
+    {"target": "backward ≤ 10 ns per node (graph200k, compiled)", "kind": "at most", "limit": 10,
+     "workload": "graph200k", "metric": "backward"},
+    {"target": "test_more_ops graph ≥ 25× upstream", "kind": "faster", "limit": 25, "versus": "upstream",
+     "workload": "more_ops", "metric": "build+backward"},
+    {"target": "200k-node forward ≥ 50× upstream", "kind": "faster", "limit": 50, "versus": "upstream",
+     "workload": "graph200k", "metric": "forward"},
+    {"target": "200k-node backward ≥ 50× upstream", "kind": "faster", "limit": 50, "versus": "upstream",
+     "workload": "graph200k", "metric": "backward"},
+    {"target": "demo step ≥ 300× upstream", "kind": "faster", "limit": 300, "versus": "upstream",
+     "workload": "moons_step", "metric": "step"},
+    {"target": "MLP(64,[64,64,10]) sample ≥ 500× upstream", "kind": "faster", "limit": 500,
+     "versus": "upstream", "workload": "mlp64_sample", "metric": "sample"},
+    {"target": "demo step no slower than 2× PyTorch batched", "kind": "time ratio", "limit": 2,
+     "versus": "torch", "workload": "moons_step", "metric": "step"},
+    {"target": "≤ 64 bytes per retained node (RSS, compiled)", "kind": "at most", "limit": 64,
+     "workload": "memory", "metric": "retained (RSS)"},
+    {"target": "10^6-deep chain backpropagates (compiled)", "kind": "runs",
+     "workload": "deep_chain", "metric": "backward"},
+]
+
+# how the "n/a" lines name an implementation without a figure
+NAMES = {"compiled": "compiled", "upstream": "upstream", "torch": "PyTorch"}
+
+
+def evaluate(target, rows):
+    """One target's {"target", "status", "measured"[, "value"]}, or None for a "runs" target not run."""
+    name, kind, limit = target["target"], target["kind"], target.get("limit")
+    where = (rows, target["workload"], target["metric"])
+    ours = median(*where, "compiled")
+    if kind == "runs":
+        row = find_row(*where, "compiled")
+        if row is None:
+            return None
+        ok = row["stats"] is not None
+        return {"target": name, "status": "met" if ok else "NOT met",
+                "measured": fmt_value(row["stats"]["median"], "s") if ok else (row["error"] or "failed")}
+    if kind == "at most":
+        if ours is None:
+            return {"target": name, "status": "n/a", "measured": "not measured"}
+        unit = find_row(*where, "compiled")["unit"]
+        return {"target": name, "status": "met" if ours <= limit else "NOT met",
+                "measured": fmt_value(ours, unit), "value": ours}
+    versus = target["versus"]
+    theirs = median(*where, versus)
+    if theirs is None or ours is None:
+        return {"target": name, "status": "n/a",
+                "measured": f"no {NAMES[versus if theirs is None else 'compiled']} figure"}
+    if kind == "faster":
+        r = theirs / ours
+        return {"target": name, "status": "met" if r >= limit else "NOT met",
+                "measured": fmt_ratio(r), "value": r}
+    if kind == "time ratio":
+        r = ours / theirs
+        return {"target": name, "status": "met" if r <= limit else "NOT met",
+                "measured": f"{r:.2f}× {NAMES[versus]}'s time", "value": r}
+    raise ValueError(f"unknown kind of target {kind!r}")
+
+
+def evaluate_targets(rows, arena_node_bytes=None):
+    """Every target of TARGETS in turn, with the figure; the RSS one names the node struct's size."""
+    out = []
+    for target in TARGETS:
+        t = evaluate(target, rows)
+        if t is None:
+            continue
+        if target["workload"] == "memory" and arena_node_bytes and t.get("value") is not None:
+            t["measured"] += f" (the node struct: {arena_node_bytes} B)"
+        out.append(t)
+    return out
