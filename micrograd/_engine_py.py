@@ -330,6 +330,7 @@ class Value:
 
 
 def _rebuild(data: float, grad: float, label: Any) -> Value:
+    """A leaf Value with this data, grad and label: how a pickled Value comes back."""
     v = Value(data, label=label)
     v.grad = grad
     return v
@@ -425,7 +426,7 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any],
 
 
 def _rows(ws: Sequence[Sequence[Value]], bs: Sequence[Value]) -> tuple:
-    """A layer's rows and biases for _layer_rows (the compiled engine packs their nodes)."""
+    """A layer's weight rows (sequences of Values) and biases, packed once for _layer_rows."""
     ws, bs = tuple(ws), tuple(bs)
     if len(ws) != len(bs):
         raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
@@ -436,7 +437,7 @@ def _rows(ws: Sequence[Sequence[Value]], bs: Sequence[Value]) -> tuple:
 
 
 def _layer_rows(rows: tuple, x: Sequence[Any], act: str) -> list:
-    """_layer over rows from _rows: the lists are read on every call, so edits to them show."""
+    """_layer over rows made by _rows; a row edited since (w[i] = ...) is seen and packed again."""
     return _layer(rows[0], rows[1], x, act)
 
 
@@ -447,14 +448,14 @@ def _params_check(params: Sequence[Value]) -> None:
 
 
 def _pack(params: Iterable[Value]) -> tuple:
-    """The parameters, checked once, for the optimizer kernels (the compiled engine holds nodes)."""
+    """The parameters, checked once, for the optimizer kernels (_zero_grad, _sgd_step, _adam_step)."""
     ps = tuple(params)
     _params_check(ps)
     return ps
 
 
 def _zero_grad(params: Sequence[Value]) -> None:
-    """Set .grad = 0.0 on every Value of the sequence."""
+    """Set .grad = 0.0 on every Value of the sequence (or of a _pack)."""
     _params_check(params)
     for p in params:
         p.grad = 0.0

@@ -91,7 +91,7 @@ cdef int _rows_pack(ArenaC* A, _Rows rw) except -1:
 
 
 def _rows(ws, bs):
-    """Pack a layer's weight rows (sequences of Values) and biases for _layer_rows."""
+    """A layer's weight rows (sequences of Values) and biases, packed once for _layer_rows."""
     cdef _Rows rw = _Rows.__new__(_Rows)
     rw.ws = tuple(row if type(row) is list or type(row) is tuple else tuple(row) for row in ws)
     rw.bs = tuple(bs)
@@ -141,8 +141,9 @@ cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
 
 
 def _layer_rows(_Rows rows not None, x, act):
-    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron,
-    summed left to right from b_j as upstream's Neuron. One call block holds the inputs."""
+    """_layer over rows made by _rows; a row edited since (w[i] = ...) is seen and packed again."""
+    # one dot node per neuron, summed left to right from b_j as upstream's Neuron; one call
+    # block holds the inputs
     cdef ArenaC* A = ARENA
     cdef uint8_t code
     cdef Py_ssize_t nin, nout, j, i
@@ -231,7 +232,7 @@ def _layer_rows(_Rows rows not None, x, act):
 
 
 def _layer(ws, bs, x, act):
-    """A whole layer from weight rows and biases (packed for this call only)."""
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     return _layer_rows(_rows(ws, bs), x, act)

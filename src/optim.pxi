@@ -26,7 +26,7 @@ cdef class _Params:
 
 
 def _pack(params):
-    """The parameters as a _Params: checked once, so each optimizer step is a plain C loop."""
+    """The parameters, checked once, for the optimizer kernels (_zero_grad, _sgd_step, _adam_step)."""
     cdef _Params pk = _Params.__new__(_Params)
     cdef tuple vals = tuple(params)
     cdef Py_ssize_t i, m = len(vals)
@@ -51,7 +51,7 @@ cdef _Params _as_params(object params):
 
 
 def _zero_grad(params):
-    """Set .grad = 0.0 on every Value of the sequence (or _Params)."""
+    """Set .grad = 0.0 on every Value of the sequence (or of a _pack)."""
     cdef _Params pk = _as_params(params)
     cdef Py_ssize_t i
     for i in range(pk.n):

@@ -365,6 +365,7 @@ cdef class Value:
 # cannot see; a tracked handle therefore also reports the pins of its children when it is their
 # only parent (count == handle + one link), so a chain of user-defined ops is freed in one pass.
 def _rebuild(data, grad, label):
+    """A leaf Value with this data, grad and label: how a pickled Value comes back."""
     v = Value(data, label=label)
     v.grad = grad
     return v
