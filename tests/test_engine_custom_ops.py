@@ -1,7 +1,9 @@
 """User-defined ops and the graph under them: upstream's semantics (custom _backward, constants, growth mid-backward)."""
 from __future__ import annotations
 
+import fractions
 import gc
+import math
 
 import numpy as np
 import pytest

@@ -1,7 +1,7 @@
 """micrograd 0.1.0's behaviour on both engines: upstream's tests, the lecture, the seeds, the API details."""
 from __future__ import annotations
 
-import fractions
+import gc
 import math
 
 import numpy as np
