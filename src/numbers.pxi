@@ -75,12 +75,16 @@ cdef double _fpow(double iv, double iw) except? -1.0:
     return ix
 
 
-cdef double _forward1(uint8_t op, double x) except? -1.0:
+cdef inline double _forward1(uint8_t op, double x) except? -1.0:
     """A one-child op's value at x (the op table's FWD), raising as Python's math does."""
     cdef double r
     cdef int err = mg_forward1(op, x, &r)
     if err == 0:
         return r
+    return _math_error(err)
+
+
+cdef double _math_error(int err) except? -1.0:
     if err == MG_RANGE:
         raise OverflowError("math range error")
     raise ValueError("math domain error")
