@@ -159,11 +159,44 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
 cdef class _LocalBackward:
     """The local chain rule of one built-in node, callable as upstream's node._backward()."""
     cdef Value v
+    cdef uint8_t op      # the node's op when the rule was taken, and its constant: the rule
+    cdef double aux      # stays the built-in one after a user's _backward replaces it
 
     def __call__(self):
-        _local(_node(self.v))
+        cdef NodeC* n
+        if self.v is None:
+            raise TypeError("this local backward belongs to no Value (made with __new__)")
+        n = _node(self.v)
+        if n.op == OP_CUSTOM and self.op != OP_CUSTOM:
+            _builtin_rule(n, self.op, self.aux)  # e.g. a new _backward that calls this one
+        else:
+            _local(n)
 
     def __repr__(self):
         return f"<local backward of {self.v!r}>"
+
+
+cdef void _builtin_rule(NodeC* n, uint8_t op, double aux) noexcept:
+    """The rule of built-in op `op` on n, which has since become a user-defined op over the same
+    children (in operand order: a, b; a dot node's b, w0, x0, w1, x1, ...)."""
+    cdef NodeC** kids = <NodeC**>n.u.kids + 1
+    cdef uint32_t i, nk = mg_nkids(n)
+    cdef NodeC tmp
+    cdef double g = n.grad
+    if op == OP_DOT:
+        kids[0].grad += g
+        i = 1
+        while i + 1 < nk:
+            kids[i].grad += kids[i + 1].data * g
+            kids[i + 1].grad += kids[i].data * g
+            i += 2
+        return
+    tmp = n[0]
+    tmp.op = OP_ADD if op == OP_ADDC else OP_MUL if op == OP_MULC else op  # constants: leaves now
+    tmp.u.aux = aux
+    tmp.a = kids[0] if nk > 0 else NULL
+    tmp.v.b = kids[1] if nk > 1 else NULL
+    if tmp.a != NULL and MG_ARITY[tmp.op] <= nk:
+        mg_local(&tmp)
 
 

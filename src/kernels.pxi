@@ -35,6 +35,9 @@ cdef class _Rows:
 
     def __cinit__(self):
         self.r = NULL
+        self.ws = self.bs = self.seen = ()
+        self.nin = -1  # not packed yet (also when made with __new__: then an empty layer)
+        self.nout = 0
 
     def __dealloc__(self):
         if self.r != NULL:
@@ -159,8 +162,9 @@ def _layer_rows(_Rows rows not None, x, act):
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     code = _ACTS[act]
-    if type(x) is not list and type(x) is not tuple:
-        x = list(x)
+    if type(x) is not tuple:
+        # a tuple of our own: an input's __float__ may run Python that changes the caller's list
+        x = tuple(x)
     nin = len(x)
     _rows_check(A, rows, nin)
     r = rows.r

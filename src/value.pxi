@@ -134,6 +134,8 @@ cdef class Value:
             return _noop
         lb = _LocalBackward.__new__(_LocalBackward)
         lb.v = self
+        lb.op = n.op
+        lb.aux = n.u.aux if n.op == OP_POWC or n.op == OP_ADDC or n.op == OP_MULC else 0.0
         return lb
 
     @_backward.setter
