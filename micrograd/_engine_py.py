@@ -6,8 +6,7 @@ import itertools
 import math
 import numbers
 from array import array
-from contextlib import contextmanager
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from typing import Any, Callable, Iterable, Sequence, Union
 
 IMPLEMENTATION = "python"
 
@@ -340,15 +339,24 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, (str, bytes))
 
 
-@contextmanager
-def no_grad() -> Iterator[None]:
+class _NoGrad:
+    """no_grad()'s context manager; one object may be entered again, nested or not."""
+
+    def __init__(self) -> None:
+        self.saved: list[bool] = []  # the mode at each __enter__ not yet exited
+
+    def __enter__(self) -> None:
+        self.saved.append(_grad_enabled[0])
+        _grad_enabled[0] = False
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.saved:  # an __exit__ with no __enter__ changes nothing
+            _grad_enabled[0] = self.saved.pop()
+
+
+def no_grad() -> _NoGrad:
     """Within this block, ops compute data but record no graph (results are leaves)."""
-    prev = _grad_enabled[0]
-    _grad_enabled[0] = False
-    try:
-        yield
-    finally:
-        _grad_enabled[0] = prev
+    return _NoGrad()
 
 
 def is_grad_enabled() -> bool:

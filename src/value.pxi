@@ -378,15 +378,20 @@ def _rebuild(data, grad, label):
 
 @cython.final
 cdef class _NoGrad:
-    cdef bint prev
+    """no_grad()'s context manager; one object may be entered again, nested or not."""
+    cdef list saved  # the mode at each __enter__ not yet exited
+
+    def __cinit__(self):
+        self.saved = []
 
     def __enter__(self):
-        self.prev = ARENA.grad_enabled
+        self.saved.append(ARENA.grad_enabled)
         ARENA.grad_enabled = False
         return None
 
     def __exit__(self, *exc):
-        ARENA.grad_enabled = self.prev
+        if self.saved:  # an __exit__ with no __enter__ changes nothing
+            ARENA.grad_enabled = self.saved.pop()
         return False
 
 

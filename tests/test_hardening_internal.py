@@ -112,3 +112,21 @@ def test_an_input_that_empties_the_list_during_a_layer_call(call):
     r = run_child(SHRINK.format(call=call))
     assert r.returncode == 0, r.stderr
     assert r.stdout.split() == ["1000.5", "ok"]  # the inputs as they were when the call began
+
+
+def test_a_no_grad_object_entered_again(engine):
+    ng = engine.no_grad()
+    with ng:
+        with ng:
+            assert not engine.is_grad_enabled()
+        assert not engine.is_grad_enabled()
+    assert engine.is_grad_enabled()
+    with ng:  # and once more, after
+        assert not engine.is_grad_enabled()
+    assert engine.is_grad_enabled()
+
+
+def test_no_grad_exit_without_enter_changes_nothing(engine):
+    engine.no_grad().__exit__(None, None, None)
+    assert engine.is_grad_enabled()
+    assert (engine.Value(1.0) * 2.0)._prev
