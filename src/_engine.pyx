@@ -19,6 +19,7 @@ from cpython.object cimport PyObject, PyTypeObject
 from cpython.ref cimport Py_INCREF, Py_DECREF
 from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_Check
 from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
+from cpython.bool cimport PyBool_Check
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Free

@@ -2,15 +2,18 @@
 # Numbers with Python float semantics (errors included).
 
 cdef int _real(object x, double* out) except -1:
-    """1 and *out set if x is a real number, 0 if it is not one; raises only on conversion."""
+    """1 and *out set if x is a real number, 0 if it is not one; raises only on conversion.
+
+    float, int and bool are read as they are; any other number, float and int subclasses
+    included, is float(x), so a subclass's own __float__ is honoured (as the pure engine does)."""
     if PyFloat_CheckExact(x):
         out[0] = PyFloat_AS_DOUBLE(x)
         return 1
-    if PyLong_Check(x):
+    if PyLong_CheckExact(x) or PyBool_Check(x):
         out[0] = PyLong_AsDouble(x)  # OverflowError for huge ints, as float(x)
         return 1
-    if PyFloat_Check(x):
-        out[0] = PyFloat_AS_DOUBLE(x)
+    if PyFloat_Check(x) or PyLong_Check(x):  # subclasses (numpy's float64...): numbers for sure
+        out[0] = float(x)
         return 1
     if isinstance(x, (str, bytes)) or not isinstance(x, _numbers.Real):
         return 0

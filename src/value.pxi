@@ -303,8 +303,10 @@ cdef class Value:
         if PyLong_CheckExact(other):
             n.flags |= F_INTEXP
         v = _wrap(ARENA, n)
-        if not PyLong_CheckExact(other) and not PyFloat_CheckExact(other) and n.op == OP_POWC:
-            # bool, numpy scalars...: keep upstream's f'**{other}' text as the user wrote it
+        if n.op == OP_POWC and not PyFloat_CheckExact(other) and not (
+                PyLong_CheckExact(other) and fabs(x) < 9007199254740992.0):
+            # bool, numpy scalars, ints past 2**53 (not exact as a double)...: keep upstream's
+            # f'**{other}' text as the user wrote it
             (<Value>v)._opstr = f"**{other}"
             _mark_heavy(<Value>v)
         return v

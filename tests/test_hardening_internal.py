@@ -130,3 +130,28 @@ def test_no_grad_exit_without_enter_changes_nothing(engine):
     engine.no_grad().__exit__(None, None, None)
     assert engine.is_grad_enabled()
     assert (engine.Value(1.0) * 2.0)._prev
+
+
+class Ninety(float):
+    def __float__(self):
+        return 99.0
+
+
+class NinetyInt(int):
+    def __float__(self):
+        return 99.0
+
+
+@pytest.mark.parametrize("T", [Ninety, NinetyInt])
+def test_a_number_subclass_float_is_honoured(engine, T):
+    # one rule on both engines: float, int and bool as they are, any other number through float()
+    x = T(1)
+    assert engine.Value(x).data == 99.0
+    assert (engine.Value(1.0) * x).data == 99.0
+    assert (x + engine.Value(1.0)).data == 100.0
+
+
+def test_pow_text_of_an_int_past_2_53(engine):
+    assert (engine.Value(1.0) ** (2**53 + 1))._op == "**9007199254740993"
+    assert (engine.Value(1.0) ** 2)._op == "**2"
+    assert (engine.Value(1.0) ** -3)._op == "**-3"
