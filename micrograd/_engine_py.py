@@ -88,24 +88,44 @@ _made = itertools.count()  # numbers every Value in the order it was made (Value
 class Value:
     """ stores a single scalar value and its gradient """
 
-    __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "_seq", "__weakref__")
+    __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "_seq", "_local",
+                 "__weakref__")
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
-    def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: str = "", label: Any = "") -> None:
+    def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: Any = "", label: Any = "",
+                 *, children: Iterable["Value"] | None = None,
+                 local_grads: Iterable[Any] | None = None) -> None:
         self.data = _num(data)
         self.grad = 0.0
+        if children is not None:
+            _children = children
+        if not isinstance(_op, str):
+            if local_grads is not None or not isinstance(_op, (tuple, list)):
+                raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+            local_grads, _op = _op, ""  # microgpt's Value(data, children, local_grads)
         children = tuple(_children)
         for c in children:
             if not isinstance(c, Value):
                 raise TypeError(f"_children must be Values, not {type(c).__name__!r}")
-        if not isinstance(_op, str):
-            raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+        grads = None
+        if local_grads is not None:
+            grads = tuple(_num(x, "a local grad") for x in local_grads)
+            if len(grads) != len(children):
+                raise ValueError(f"got {len(children)} children but {len(grads)} local grads")
         # internal variables used for autograd graph construction
         self._children = children if _grad_enabled[0] else ()
         self._op = _op
         self.label = label
         self._backward: Callable[[], None] = _noop
         self._seq = next(_made)  # creation order: children always come before their parents
+        self._local = grads if self._children else None
+        if self._local is not None:
+            out = self
+
+            def _backward() -> None:
+                for child, local_grad in zip(out._children, grads):
+                    child.grad += local_grad * out.grad
+            self._backward = _backward
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "data" or name == "grad":
@@ -118,6 +138,14 @@ class Value:
     def _prev(self) -> set["Value"]:
         return set(self._children)
 
+    @property
+    def _local_grads(self) -> tuple[float, ...] | None:
+        """The local grads given as Value(data, children, local_grads), a tuple of floats; () on a
+        leaf; None on other op nodes (their rule is their op's)."""
+        if not self._children:
+            return ()
+        return self._local
+
     @staticmethod
     def _result(data: float, children: tuple, op: str) -> "Value":
         # a node made by an op: a leaf under no_grad
@@ -127,6 +155,7 @@ class Value:
         object.__setattr__(out, "label", "")
         object.__setattr__(out, "_backward", _noop)
         object.__setattr__(out, "_seq", next(_made))
+        object.__setattr__(out, "_local", None)
         if _grad_enabled[0]:
             object.__setattr__(out, "_children", children)
             object.__setattr__(out, "_op", op)

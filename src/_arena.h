@@ -90,7 +90,7 @@ typedef struct NodeC NodeC;
 /* the third word: an op's constant, or where an n-ary node keeps its children */
 typedef union {
     double aux;    /* ADDC / MULC / POWC: the constant */
-    void *kids;    /* DOT: its MgCall; CUSTOM: an owned array [count, kid0, kid1, ...] */
+    void *kids;    /* DOT: its MgCall; CUSTOM, LOCAL: an owned array [count, kid0, kid1, ...] */
 } NodeAuxC;
 
 /* the fifth word: the second child, or what a one-child op keeps in its place */
@@ -137,16 +137,25 @@ typedef struct {
 #define MG_ROW(n) ((NodeC **)(n)->a)
 #define MG_CALL(n) ((MgCall *)(n)->u.kids)
 
-/* CUSTOM owns an array [count, kid0, kid1, ...] in u.kids */
-static inline NodeC **mg_kids_new(uint32_t count) {
-    NodeC **arr = (NodeC **)PyMem_Malloc(((size_t)count + 1) * sizeof(NodeC *));
+/* CUSTOM owns an array [count, kid0, kid1, ...] in u.kids; LOCAL the same followed by its
+ * count local grads (doubles): mg_kids_new(count, 1) */
+static inline NodeC **mg_kids_new(uint32_t count, int grads) {
+    size_t words = 1 + (size_t)count * (grads ? 2 : 1);
+    NodeC **arr = (NodeC **)PyMem_Malloc(words * sizeof(NodeC *));
     if (arr) arr[0] = (NodeC *)(uintptr_t)count;
     return arr;
 }
 
+#define MG_HAS_ARRAY(n) ((n)->op == OP_CUSTOM || (n)->op == OP_LOCAL)
+
 static inline uint32_t mg_nkids(NodeC *n) {
     if (n->op == OP_DOT) return 2 * MG_CALL(n)->nin + 1;
-    return n->op == OP_CUSTOM ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
+    return MG_HAS_ARRAY(n) ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
+}
+
+/* LOCAL's local grads, one a child (also kept when it becomes CUSTOM: see the _backward setter) */
+static inline double *mg_local_grads(NodeC *n) {
+    return (double *)((NodeC **)n->u.kids + 1 + mg_nkids(n));
 }
 
 /* child i in operand order; a dot node's are b, w0, x0, w1, x1, ... */
@@ -155,7 +164,7 @@ static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
         if (i == 0) return MG_ROW(n)[0];
         return (i & 1) ? MG_ROW(n)[1 + (i - 1) / 2] : MG_CALL(n)->x[(i - 2) / 2];
     }
-    if (n->op == OP_CUSTOM) return ((NodeC **)n->u.kids)[1 + i];
+    if (MG_HAS_ARRAY(n)) return ((NodeC **)n->u.kids)[1 + i];
     return i == 0 ? n->a : n->v.b;
 }
 

@@ -80,7 +80,9 @@ cdef extern from "_arena.h":
 
     unsigned MG_CTZ64(uint64_t x)         # the lowest set bit's index (x != 0)
     int mg_release_pages(void* p, size_t size)  # 1 if the OS took the pages back
-    NodeC** mg_kids_new(uint32_t count)
+    NodeC** mg_kids_new(uint32_t count, int grads)  # grads: room for LOCAL's local grads
+    bint MG_HAS_ARRAY(NodeC* n)           # CUSTOM or LOCAL: children in an owned array
+    double* mg_local_grads(NodeC* n)      # LOCAL's local grads
     uint32_t mg_nkids(NodeC* n)
     NodeC* mg_kid(NodeC* n, uint32_t i)   # child i in operand order (b, w0, x0, ... for DOT)
     NodeC** MG_ROW(NodeC* n)

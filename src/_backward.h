@@ -94,6 +94,18 @@ MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pen
         mg_mark_dot(s, n, pending);
 }
 
+/* LOCAL's rule: child i gets local_grads[i] * g, as microgpt's Value does */
+MG_ALWAYS_INLINE void mg_rule_local(NodeC *n, double g, MgScan *s, Py_ssize_t *pending) {
+    NodeC **kids = (NodeC **)n->u.kids + 1;
+    const double *lg = mg_local_grads(n);
+    uint32_t i, m = mg_nkids(n);
+    for (i = 0; i < m; i++)
+        kids[i]->grad += lg[i] * g;
+    if (s)
+        for (i = 0; i < m; i++)
+            mg_mark(s, s->ep, kids[i], pending);
+}
+
 /* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
  * s != NULL the marks of its children for the pass s: the op table's RULE column, then the
  * marks its KIDS column asks for. */

@@ -16,7 +16,9 @@
  *   PUBLIC  1 if a user's graph shows it as an op of its own; 0 for leaves, user-defined ops
  *           and the constant forms (ADDC/MULC show as '+'/'*' with a leaf for the constant)
  *   RULE    the local chain rule: statements over n (the node), g (its grad), a and b (its
- *           children); DOT's is a call, CUSTOM's is Python's (the caller runs it)
+ *           children); DOT's and LOCAL's are calls, CUSTOM's is Python's (the caller runs it)
+ * LOCAL is an op made as Value(data, children, local_grads): each child gets its local grad
+ * times g (microgpt's Value); PUBLIC 0, as it is the user's op.
  * Codes from OP_DOT on have MG_NARY children: keep DOT and CUSTOM last. */
 #define MG_OPS(X)                                                                             \
 /*  NAME     KIDS     TEXT       PUBLIC                                                        \
@@ -65,6 +67,9 @@
   X(DOT,     MG_NARY, "dot",     1,                                                           \
     0,                                         0,                                              \
     mg_rule_dot(n, g, s, pending);)                                                           \
+  X(LOCAL,   MG_NARY, "",        0,                                                           \
+    0,                                         0,                                              \
+    mg_rule_local(n, g, s, pending);)                                                         \
   X(CUSTOM,  MG_NARY, "",        0,                                                           \
     0,                                         0,                                              \
     ;)

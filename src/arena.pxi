@@ -192,7 +192,7 @@ cdef void _drain(ArenaC* A) noexcept:
             A.tape_dead += 1
         if n.op == OP_DOT:
             call_decref(A, MG_CALL(n))
-        elif n.op == OP_CUSTOM:
+        elif MG_HAS_ARRAY(n):
             kids = <NodeC**>n.u.kids + 1
             for i in range(mg_nkids(n)):
                 node_decref(A, kids[i])

@@ -183,6 +183,10 @@ cdef void _builtin_rule(NodeC* n, uint8_t op, double aux) noexcept:
     cdef uint32_t i, nk = mg_nkids(n)
     cdef NodeC tmp
     cdef double g = n.grad
+    if op == OP_LOCAL:
+        for i in range(nk):
+            kids[i].grad += mg_local_grads(n)[i] * g
+        return
     if op == OP_DOT:
         kids[0].grad += g
         i = 1

@@ -12,13 +12,21 @@ cdef class Value:
 
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
-    def __init__(self, data, _children=(), _op='', label=''):
+    def __init__(self, data, _children=(), _op='', label='', *, children=None, local_grads=None):
         cdef double d
         cdef list kids = None
+        cdef list grads = None
         cdef NodeC* n
         cdef NodeC** arr = NULL
+        cdef double* lg
         cdef Py_ssize_t i
         d = _num(data, "Value data")
+        if children is not None:
+            _children = children
+        if not isinstance(_op, str):
+            if local_grads is not None or not isinstance(_op, (tuple, list)):
+                raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+            local_grads, _op = _op, ''  # microgpt's Value(data, children, local_grads)
         if not (type(_children) is tuple and len(<tuple>_children) == 0):
             kids = []
             for ch in _children:
@@ -26,16 +34,18 @@ cdef class Value:
                     raise TypeError(f"_children must be Values, not {type(ch).__name__!r}")
                 _node(<Value>ch)
                 kids.append(ch)
-        if not isinstance(_op, str):
-            raise TypeError(f"_op must be a str, not {type(_op).__name__!r}")
+        if local_grads is not None:
+            grads = [_num(x, "a local grad") for x in local_grads]
+            if len(grads) != (len(kids) if kids else 0):
+                raise ValueError(f"got {len(kids) if kids else 0} children but {len(grads)} local grads")
         if not ARENA.grad_enabled:
             kids = None
         if kids:
-            arr = mg_kids_new(<uint32_t>len(kids))
+            arr = mg_kids_new(<uint32_t>len(kids), grads is not None)
             if arr == NULL:
                 raise MemoryError()
             try:
-                n = node_new(ARENA, OP_CUSTOM, d)
+                n = node_new(ARENA, OP_CUSTOM if grads is None else OP_LOCAL, d)
             except BaseException:
                 PyMem_Free(arr)
                 raise
@@ -43,6 +53,10 @@ cdef class Value:
             for i in range(len(kids)):
                 arr[1 + i] = (<Value>kids[i]).c
                 node_link(arr[1 + i])
+            if grads is not None:
+                lg = mg_local_grads(n)
+                for i in range(len(kids)):
+                    lg[i] = <double>grads[i]
         else:
             n = node_new(ARENA, OP_LEAF, d)
         if self.c != NULL:  # __init__ called again: let go of the old node
@@ -124,6 +138,28 @@ cdef class Value:
         return out
 
     @property
+    def _children(self):
+        """This node's children in operand order, a tuple (the same handles while they live)."""
+        cdef NodeC* n = _node(self)
+        cdef uint32_t i
+        _materialize(ARENA, n)
+        return tuple([_wrap(ARENA, node_kid(n, i)) for i in range(mg_nkids(n))])
+
+    @property
+    def _local_grads(self):
+        """The local grads given as Value(data, children, local_grads), a tuple of floats; () on a
+        leaf; None on other op nodes (their rule is their op's)."""
+        cdef NodeC* n = _node(self)
+        cdef double* lg
+        cdef uint32_t i
+        if n.op == OP_LEAF or mg_nkids(n) == 0:
+            return ()
+        if n.op != OP_LOCAL:
+            return None
+        lg = mg_local_grads(n)
+        return tuple([lg[i] for i in range(mg_nkids(n))])
+
+    @property
     def _backward(self):
         """This node's local chain rule only: adds its grad's contribution to its children."""
         cdef NodeC* n = _node(self)
@@ -131,7 +167,7 @@ cdef class Value:
         if self._bw is not None:
             return self._bw
         if n.op == OP_LEAF or n.op == OP_CUSTOM:
-            return _noop
+            return _noop  # (LOCAL's rule is built in: it gets a _LocalBackward)
         lb = _LocalBackward.__new__(_LocalBackward)
         lb.v = self
         lb.op = n.op
@@ -148,12 +184,14 @@ cdef class Value:
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
         if isinstance(fn, _LocalBackward) and (<_LocalBackward>fn).v is self:
             return  # assigning a node's own rule back: nothing changes
-        if n.op != OP_CUSTOM:
+        if n.op == OP_LOCAL:
+            n.op = OP_CUSTOM  # the same array: its local grads stay for a saved _LocalBackward
+        elif n.op != OP_CUSTOM:
             # becomes a user-defined op over the same children, with the same _op text
             if self._opstr is None:
                 self._opstr = _op_text(n)
             _materialize(ARENA, n)
-            arr = mg_kids_new(mg_nkids(n))
+            arr = mg_kids_new(mg_nkids(n), 0)
             if arr == NULL:
                 raise MemoryError()
             for i in range(mg_nkids(n)):

@@ -57,6 +57,7 @@ op_instr = st.one_of(
     st.tuples(st.just("un"), st.sampled_from(UNOPS), reg),
     st.tuples(st.just("custom"), reg, reg),
     st.tuples(st.just("dot"), reg, st.lists(st.tuples(reg, reg), max_size=3)),  # b + w.x fused
+    st.tuples(st.just("local"), reg, reg, floats, floats),  # microgpt's Value(data, kids, grads)
 )
 instr = st.one_of(
     op_instr,
@@ -110,6 +111,9 @@ def apply_op(V, regs, ins):
     if kind == "un":
         a = regs[ins[2] % len(regs)]
         return -a if ins[1] == "neg" else getattr(a, ins[1])()
+    if kind == "local":
+        a, b = regs[ins[1] % len(regs)], regs[ins[2] % len(regs)]
+        return V(a.data * b.data, (a, b), (ins[3], ins[4]))
     if kind == "dot":
         engine = sys.modules[V.__module__]
         pairs = [(regs[i % len(regs)], regs[j % len(regs)]) for i, j in ins[2]]
