@@ -81,6 +81,31 @@ cdef inline NodeC* _hold(NodeC* n) noexcept:
     return n
 
 
+cdef list _kid_handles(NodeC* n):
+    """The handles of n's children in operand order. Making a handle can start the GC, whose
+    finalizers may re-initialise Values or turn n into a user-defined op: so n's children are
+    taken first, and n and each of them held until every handle is made."""
+    cdef uint32_t i, m
+    cdef NodeC** held
+    cdef list out = []
+    _materialize(ARENA, n)
+    m = mg_nkids(n)
+    held = <NodeC**>PyMem_Malloc((m + 1) * sizeof(NodeC*))
+    if held == NULL:
+        raise MemoryError()
+    held[m] = _hold(n)
+    for i in range(m):
+        held[i] = _hold(node_kid(n, i))
+    try:
+        for i in range(m):
+            out.append(_wrap(ARENA, held[i]))
+    finally:
+        for i in range(m + 1):
+            node_decref(ARENA, held[i])
+        PyMem_Free(held)
+    return out
+
+
 cdef int _materialize(ArenaC* A, NodeC* n) except -1:
     """Turn ADDC/MULC into ADD/MUL with a leaf for the constant, so _prev can show it."""
     cdef NodeC* leaf

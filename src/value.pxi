@@ -129,21 +129,12 @@ cdef class Value:
     @property
     def _prev(self):
         """The set of this node's children (the same handles while they live)."""
-        cdef NodeC* n = _node(self)
-        cdef uint32_t i
-        _materialize(ARENA, n)
-        out = set()
-        for i in range(mg_nkids(n)):
-            out.add(_wrap(ARENA, node_kid(n, i)))
-        return out
+        return set(_kid_handles(_node(self)))
 
     @property
     def _children(self):
         """This node's children in operand order, a tuple (the same handles while they live)."""
-        cdef NodeC* n = _node(self)
-        cdef uint32_t i
-        _materialize(ARENA, n)
-        return tuple([_wrap(ARENA, node_kid(n, i)) for i in range(mg_nkids(n))])
+        return tuple(_kid_handles(_node(self)))
 
     @property
     def _local_grads(self):

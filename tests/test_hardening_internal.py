@@ -155,3 +155,37 @@ def test_pow_text_of_an_int_past_2_53(engine):
     assert (engine.Value(1.0) ** (2**53 + 1))._op == "**9007199254740993"
     assert (engine.Value(1.0) ** 2)._op == "**2"
     assert (engine.Value(1.0) ** -3)._op == "**-3"
+
+
+@compiled_only
+@pytest.mark.parametrize("graph", ["dot", "plain"])
+def test_prev_while_a_gc_callback_reinitialises_the_value(graph):
+    # making _prev's handles starts collections; each re-initialises the Value being read
+    r = run_child(f"""
+        import gc
+        import micrograd._engine as E
+        V = E.Value
+        xs = [V(float(i)) for i in range(40)]
+        ws = [V(0.5) for _ in range(40)]
+        def make():
+            return E._dot(V(1.0), ws, xs) if {graph!r} == "dot" else xs[0] * xs[1] + xs[2]
+        v = make()
+        k = make()  # the same graph, untouched
+        n = [0]
+        def hook(phase, info):
+            if phase == "start" and n[0] < 50:
+                n[0] += 1
+                v.__init__(-1.0)
+        gc.callbacks.append(hook)
+        gc.set_threshold(1, 1, 1)
+        for _ in range(20):
+            kids = v._prev | set(v._children)
+            for c in kids:
+                assert c.data in {{x.data for x in xs}} | {{w.data for w in ws}} | {{1.0, -1.0, 0.0}} \\
+                    or c._op, c
+        gc.callbacks.remove(hook)
+        gc.set_threshold(700, 10, 10)
+        print(n[0] > 0, sorted(c.data for c in k._prev) == sorted(c.data for c in make()._prev))
+    """)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["True", "True"]
