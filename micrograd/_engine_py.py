@@ -66,6 +66,23 @@ def _bdiv(x: float, y: float) -> float:
     return x / y
 
 
+def _math(f: Callable[[float], float], name: str, x: float) -> float:
+    """f(x), its math errors worded as the compiled engine words them."""
+    try:
+        return f(x)
+    except OverflowError:
+        raise OverflowError(f"{name}({x!r}) is too large for a float (math range error)") from None
+    except ValueError:
+        raise ValueError(f"{name}({x!r}) is outside the domain of {name} (math domain error)") from None
+
+
+def _recip(x: float) -> float:
+    """1 / x for a division: ZeroDivisionError as float division words it."""
+    if x == 0:
+        raise ZeroDivisionError("float division by zero")
+    return _fpow(x, -1.0)
+
+
 def _exp(x: float) -> float:
     return math.exp(x)  # OverflowError past ~709.78, as Python's math.exp
 
@@ -249,7 +266,7 @@ class Value:
 
     def exp(self) -> "Value":
         """e ** x; raises OverflowError past ~709.78, like math.exp."""
-        out = Value._result(_exp(self.data), (self,), "exp")
+        out = Value._result(_math(_exp, "exp", self.data), (self,), "exp")
 
         def _backward() -> None:
             self.grad += out.data * out.grad
@@ -260,7 +277,7 @@ class Value:
 
     def log(self) -> "Value":
         """Natural logarithm; raises ValueError for x <= 0, like math.log."""
-        out = Value._result(math.log(self.data), (self,), "log")
+        out = Value._result(_math(math.log, "log", self.data), (self,), "log")
 
         def _backward() -> None:
             self.grad += _brecip(self.data) * out.grad
@@ -282,7 +299,7 @@ class Value:
 
     def sqrt(self) -> "Value":
         """Square root; raises ValueError for x < 0, like math.sqrt."""
-        out = Value._result(math.sqrt(self.data), (self,), "sqrt")
+        out = Value._result(_math(math.sqrt, "sqrt", self.data), (self,), "sqrt")
 
         def _backward() -> None:
             self.grad += _bdiv(0.5, out.data) * out.grad
@@ -339,14 +356,16 @@ class Value:
 
     def __truediv__(self, other: Any) -> "Value":  # self / other
         if isinstance(other, Value):
+            _recip(other.data)
             return self * other ** -1
         if not _is_real(other):
             return NotImplemented
-        return self * _fpow(_num(other), -1.0)
+        return self * _recip(_num(other))
 
     def __rtruediv__(self, other: Any) -> "Value":  # other / self
         if not _is_real(other):
             return NotImplemented
+        _recip(self.data)
         return self ** -1 * other
 
     def __repr__(self) -> str:

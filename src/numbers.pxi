@@ -84,10 +84,19 @@ cdef inline double _forward1(uint8_t op, double x) except? -1.0:
     cdef int err = mg_forward1(op, x, &r)
     if err == 0:
         return r
-    return _math_error(err)
+    return _math_error(err, op, x)
 
 
-cdef double _math_error(int err) except? -1.0:
+cdef double _math_error(int err, uint8_t op, double x) except? -1.0:
+    # worded alike on both engines; Python's own words stay at the end for code that greps them
+    name = MG_OP_TEXT[op].decode()
     if err == MG_RANGE:
-        raise OverflowError("math range error")
-    raise ValueError("math domain error")
+        raise OverflowError(f"{name}({x!r}) is too large for a float (math range error)")
+    raise ValueError(f"{name}({x!r}) is outside the domain of {name} (math domain error)")
+
+
+cdef double _recip(double x) except? -1.0:
+    """1 / x for a division: ZeroDivisionError as float division words it."""
+    if x == 0.0:
+        raise ZeroDivisionError("float division by zero")
+    return _fpow(x, -1.0)

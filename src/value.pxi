@@ -288,7 +288,7 @@ cdef class Value:
         cdef double x
         if isinstance(other, Value):
             b = _node(<Value>other)
-            x = _fpow(b.data, -1.0)
+            x = _recip(b.data)
             inv = _hold(_mkc(ARENA, OP_POWC, x, b, -1.0))
             inv.flags |= F_INTEXP
             try:
@@ -298,7 +298,7 @@ cdef class Value:
             return _wrap(ARENA, n)
         if not _real(other, &x):
             return NotImplemented
-        x = _fpow(x, -1.0)
+        x = _recip(x)
         return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
 
     def __rtruediv__(self, other):  # self**-1 * other
@@ -308,7 +308,7 @@ cdef class Value:
         cdef double x
         if not _real(other, &x):
             return NotImplemented
-        inv = _hold(_mkc(ARENA, OP_POWC, _fpow(a.data, -1.0), a, -1.0))
+        inv = _hold(_mkc(ARENA, OP_POWC, _recip(a.data), a, -1.0))
         inv.flags |= F_INTEXP
         try:
             n = _mkc(ARENA, OP_MULC, inv.data * x, inv, x)

@@ -264,3 +264,20 @@ def test_compiled_module_is_really_compiled():
     assert mod.IMPLEMENTATION == "compiled"
     assert not mod.__file__.endswith(".py")
     assert mod._live_nodes() >= 0
+
+
+@pytest.mark.parametrize("make,err,text", [
+    (lambda V: V(1.0) / 0, ZeroDivisionError, "float division by zero"),
+    (lambda V: V(1.0) / V(0.0), ZeroDivisionError, "float division by zero"),
+    (lambda V: 2 / V(-0.0), ZeroDivisionError, "float division by zero"),
+    (lambda V: V(0.0) ** -1, ZeroDivisionError, "0.0 cannot be raised to a negative power"),
+    (lambda V: V(-1.0).log(), ValueError, "log(-1.0) is outside the domain of log (math domain error)"),
+    (lambda V: V(0.0).log(), ValueError, "log(0.0) is outside the domain of log (math domain error)"),
+    (lambda V: V(-4.0).sqrt(), ValueError, "sqrt(-4.0) is outside the domain of sqrt (math domain error)"),
+    (lambda V: V(1000.0).exp(), OverflowError, "exp(1000.0) is too large for a float (math range error)"),
+])
+def test_math_errors_say_what_went_wrong(engine, make, err, text):
+    # the same words on both engines
+    with pytest.raises(err) as info:
+        make(engine.Value)
+    assert str(info.value) == text
