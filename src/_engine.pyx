@@ -30,7 +30,7 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 from _ops cimport (
     MG_NARY, OP_LEAF, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW, OP_RELU, OP_TANH,
     OP_EXP, OP_LOG, OP_SIGMOID, OP_SQRT, OP_DOT, OP_LOCAL, OP_CUSTOM, OP_COUNT, MG_ARITY, MG_OP_TEXT, MG_OP_NAME,
-    MG_OP_PUBLIC, MG_RANGE, MG_DOMAIN, mg_sigmoid, mg_forward1,
+    MG_OP_PUBLIC, MG_RANGE, MG_DOMAIN, mg_sigmoid, mg_pow, mg_forward1,
 )
 from _arena cimport (
     F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES, F_LATE, MG_SLAB_SHIFT, MG_SLAB_NODES,

@@ -96,6 +96,14 @@ static const uint8_t MG_OP_PUBLIC[OP_COUNT] = { MG_OPS(MG_X_PUBLIC) };
 
 enum { MG_RANGE = 1, MG_DOMAIN = 2 };  /* OverflowError("math range error"), ValueError(...) */
 
+/* pow() as the library computes it, as Python's float ** does: the exponent is read at run time,
+ * so a constant one cannot let the compiler rewrite the call (pow(x, -1.0) as 1.0 / x rounds
+ * differently from glibc's pow for some x: 0x1.fffffffffffffp-1 gives 1 + 2**-52, not 1.0) */
+static inline double mg_pow(double x, double y) {
+    volatile double vy = y;
+    return pow(x, vy);
+}
+
 /* 1 / (1 + e**-x) without overflow: exp of a non-positive number only */
 static inline double mg_sigmoid(double x) {
     double e;

@@ -18,4 +18,5 @@ cdef extern from "_ops.h":
     enum:
         MG_RANGE, MG_DOMAIN  # what mg_forward1 reports: OverflowError, ValueError
     double mg_sigmoid(double x)
+    double mg_pow(double x, double y)  # the library's pow, never rewritten for a constant y
     int mg_forward1(uint8_t op, double x, double* out)  # 0, MG_RANGE or MG_DOMAIN

@@ -70,7 +70,7 @@ cdef double _fpow(double iv, double iw) except? -1.0:
         negate = _odd_integer(iw)
     if iv == 1.0:
         return -1.0 if negate else 1.0
-    ix = pow(iv, iw)
+    ix = mg_pow(iv, iw)
     if negate:
         ix = -ix
     if isinf(ix):

@@ -281,3 +281,14 @@ def test_math_errors_say_what_went_wrong(engine, make, err, text):
     with pytest.raises(err) as info:
         make(engine.Value)
     assert str(info.value) == text
+
+
+def test_division_rounds_as_python_pow(engines):
+    # a / b is a * b**-1 as upstream writes it, b**-1 by the library's pow (as Python's float **)
+    got = []
+    for E in engines:
+        a = E.Value(0.907927900230046)
+        one = a / a  # 0x1.fffffffffffffp-1
+        got.append(((a / one).data.hex(), (2.0 / one).data.hex(), (a / one.data).data.hex()))
+    assert got[0] == got[1]
+    assert got[0][0] == (0.907927900230046 * (float.fromhex("0x1.fffffffffffffp-1") ** -1)).hex()
