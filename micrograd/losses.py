@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import numbers
 import operator
-from typing import Any, Sequence
+from typing import Any, List, Sequence, Tuple
 
 from micrograd.engine import Value, _impl
 
 __all__ = ["mse", "hinge", "cross_entropy", "l2"]
 
 
-def _seq(x: Any, name: str) -> list:
+def _seq(x: Any, name: str) -> List[Any]:
     # one Value or number stands for a sequence of one
     if isinstance(x, Value) or isinstance(x, numbers.Real):
         return [x]
@@ -21,7 +21,7 @@ def _seq(x: Any, name: str) -> list:
                         f"not {type(x).__name__!r}") from None
 
 
-def _pair(a: Any, b: Any, an: str, bn: str) -> tuple:
+def _pair(a: Any, b: Any, an: str, bn: str) -> Tuple[List[Any], List[Any]]:
     a, b = _seq(a, an), _seq(b, bn)
     if len(a) != len(b):
         raise ValueError(f"{an} and {bn} differ in length: {len(a)} != {len(b)}")
@@ -47,6 +47,12 @@ def _target(x: Any) -> Any:
     raise TypeError(f"targets must hold Values or numbers, not {type(x).__name__!r}")
 
 
+def _sum(values: List[Value]) -> Value:
+    # builtin sum()'s graph, 0 + v[0] + v[1] + ..., spelled so that its type is Value (typeshed
+    # types sum() of Values as `Value | int`, for the empty sum); values is never empty here
+    return sum(values[1:], 0 + values[0])
+
+
 def mse(predictions: Any, targets: Any) -> Value:
     """mse(predictions, targets) -> Value: mean((p - t)**2) over the pairs.
 
@@ -69,7 +75,7 @@ def hinge(scores: Any, labels: Any) -> Value:
         if isinstance(y, Value) or not isinstance(y, numbers.Real) or y not in (-1, 1):
             raise ValueError(f"hinge labels must be -1 or +1, got {y!r} (use 2*y - 1 for 0/1 labels)")
     losses = [(1 + -int(y) * _value(s, "scores")).relu() for s, y in zip(ss, ys)]
-    return sum(losses) * (1.0 / len(losses))
+    return _sum(losses) * (1.0 / len(losses))
 
 
 def cross_entropy(logits: Sequence[Any], target_index: int) -> Value:
@@ -88,7 +94,7 @@ def cross_entropy(logits: Sequence[Any], target_index: int) -> Value:
     if not 0 <= t < len(ls):
         raise IndexError(f"target_index {t} out of range for {len(ls)} logits")
     m = max(v.data for v in ls)
-    total = sum((v - m).exp() for v in ls)
+    total = _sum([(v - m).exp() for v in ls])
     return total.log() + m - ls[t]
 
 

@@ -5,7 +5,7 @@ import numbers
 import operator
 import random
 from itertools import chain
-from typing import Any, Iterator, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Union
 
 from micrograd.engine import Value, _impl
 
@@ -53,16 +53,16 @@ def _pick(value: Any, alias: Any, name: str, alias_name: str, owner: str) -> Any
 
 def _check_size(n: Any, name: str) -> int:
     try:
-        n = operator.index(n)
+        size = operator.index(n)
     except TypeError:
         raise TypeError(f"{name} must be an int, not {type(n).__name__!r}") from None
-    if n < 0:
-        raise ValueError(f"{name} must be >= 0, got {n}")
-    return n
+    if size < 0:
+        raise ValueError(f"{name} must be >= 0, got {size}")
+    return size
 
 
 def _check_activation(activation: Any) -> str:
-    if activation not in ACTIVATIONS:
+    if not isinstance(activation, str) or activation not in ACTIVATIONS:
         raise ValueError(f"unknown activation {activation!r}; expected one of {sorted(ACTIVATIONS)}")
     return activation
 
@@ -73,7 +73,7 @@ def _check_dropout(p: Any) -> float:
     return float(p)
 
 
-def _drop(v: Any, p: float) -> Any:
+def _drop(v: Value, p: float) -> Value:
     """Inverted dropout of one output: zero with probability p, else scaled by 1/(1-p)."""
     if random.random() < p:
         return v * 0.0
@@ -94,7 +94,7 @@ class Module:
         """parameters() -> list[Value]: the trainable Values, in a fixed order."""
         return []
 
-    def _children(self) -> Iterator["Module"]:
+    def _children(self) -> Iterator[Module]:
         # submodules held directly or in a list/tuple attribute, as Layer.neurons and MLP.layers
         for v in vars(self).values():
             if isinstance(v, Module):
@@ -104,7 +104,7 @@ class Module:
                     if isinstance(item, Module):
                         yield item
 
-    def train(self, mode: bool = True) -> "Module":
+    def train(self, mode: bool = True) -> Module:
         """train(mode=True) -> self: set training mode on this module and every submodule."""
         stack = [self]
         while stack:
@@ -113,15 +113,15 @@ class Module:
             stack.extend(m._children())
         return self
 
-    def eval(self) -> "Module":
+    def eval(self) -> Module:
         """eval() -> self: inference mode (dropout off); same as train(False)."""
         return self.train(False)
 
-    def _named_parameters(self) -> dict:
+    def _named_parameters(self) -> Dict[str, Any]:
         # key -> a Value, or nested lists of Values; state_dict() has the same shape in floats
         return {"parameters": self.parameters()}
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> Dict[str, Any]:
         """state_dict() -> dict[str, ...]: the parameters' data as plain floats.
 
         A generic Module saves {"parameters": [floats in parameters() order]}; Neuron, Layer
@@ -129,7 +129,7 @@ class Module:
         """
         return {k: _map_data(v) for k, v in self._named_parameters().items()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
         """load_state_dict(state) -> None: set every parameter's .data from a state_dict().
 
         Keys and shapes must match exactly; nothing is changed unless all of them do.
@@ -142,8 +142,8 @@ class Module:
         unexpected = [k for k in state if k not in named]
         if missing or unexpected:
             raise ValueError(f"state_dict keys differ: missing {missing}, unexpected {unexpected}")
-        params: list = []
-        values: list = []
+        params: List[Value] = []
+        values: List[Any] = []
         for key, mine in named.items():
             theirs = state[key]
             if hasattr(theirs, "tolist"):  # numpy arrays and torch tensors
@@ -159,7 +159,7 @@ class Module:
         for p, v in zip(params, values):
             p.data = float(v)
 
-    def __getstate__(self) -> dict:
+    def __getstate__(self) -> Dict[str, Any]:
         # caches of kernel arguments are rebuilt on first use; never pickle them
         return {k: v for k, v in vars(self).items() if not k.startswith("_cache")}
 
@@ -168,7 +168,7 @@ def _map_data(x: Any) -> Any:
     return [_map_data(i) for i in x] if isinstance(x, (list, tuple)) else x.data
 
 
-def _flatten(x: Any, out: list) -> None:
+def _flatten(x: Any, out: List[Any]) -> None:
     if isinstance(x, (list, tuple)):
         for item in x:
             _flatten(item, out)
@@ -232,7 +232,7 @@ class Neuron(Module):
             self._nonlinearity = activation
             self.nonlin = True
 
-    def __call__(self, x: Any) -> Any:
+    def __call__(self, x: Any) -> Value:
         """neuron(x) -> Value: x is a sequence of nin Values or numbers."""
         x = _as_inputs(x)
         _check_count(repr(self), len(self.w), x)
@@ -245,7 +245,7 @@ class Neuron(Module):
         """parameters() -> list[Value]: w[0], ..., w[nin-1], b."""
         return self.w + [self.b]
 
-    def _named_parameters(self) -> dict:
+    def _named_parameters(self) -> Dict[str, Any]:
         # state_dict() == {"weight": [nin floats], "bias": float}
         return {"weight": self.w, "bias": self.b}
 
@@ -257,7 +257,7 @@ class _Plan:
     # what Layer.__call__ hands the kernel, cached until a Neuron/Layer attribute changes
     __slots__ = ("generation", "neurons", "nin", "ws", "bs", "act", "drops", "rows")
 
-    def __init__(self, layer: "Layer") -> None:
+    def __init__(self, layer: Layer) -> None:
         self.generation = _generation[0]
         neurons = layer.neurons
         self.neurons = neurons[:]
@@ -274,7 +274,7 @@ class _Plan:
 
 
 class Layer(Module):
-    """Layer(nin, nout, **kwargs, *, num_inputs=None, num_neurons=None): nout Neurons(nin, **kwargs).
+    """Layer(nin, nout, *, num_inputs=None, num_neurons=None, **kwargs): nout Neurons(nin, **kwargs).
 
     Calling it makes one fused-kernel call for the whole layer and returns a list of nout
     Values, or the bare Value when nout is 1 (as upstream). num_inputs= and num_neurons= are
@@ -301,8 +301,12 @@ class Layer(Module):
             object.__setattr__(self, "_cache_plan", plan)
         return plan
 
-    def __call__(self, x: Any) -> Any:
-        """layer(x) -> list[Value] | Value: x is a sequence of nin Values or numbers."""
+    def __call__(self, x: Any) -> Union[Value, List[Value]]:
+        """layer(x) -> Value | list[Value]: x is a sequence of nin Values or numbers.
+
+        A list of nout Values, or the bare Value when nout is 1 (as upstream). A type checker
+        sees `Value | list[Value]`: narrow it with isinstance(out, Value) (see the README).
+        """
         # the hot path of every forward pass: kept to a few attribute reads and one kernel call
         plan = self._cache_plan
         if plan is None or plan.generation != _generation[0] or plan.neurons != self.neurons:
@@ -311,10 +315,11 @@ class Layer(Module):
             x = _as_inputs(x)
         if len(x) != plan.nin and plan.nin is not None:
             _check_count(f"Layer of {len(plan.bs)} neurons", plan.nin, x)
-        if plan.act is None:
+        rows, act = plan.rows, plan.act
+        if rows is None or act is None:
             out = [n(x) for n in self.neurons]
         else:
-            out = _impl._layer_rows(plan.rows, x, plan.act)
+            out = _impl._layer_rows(rows, x, act)
             for j, p in plan.drops:
                 out[j] = _drop(out[j], p)
         return out[0] if len(out) == 1 else out
@@ -323,7 +328,7 @@ class Layer(Module):
         """parameters() -> list[Value]: each neuron's parameters in turn (w..., b)."""
         return list(chain.from_iterable(n.parameters() for n in self.neurons))
 
-    def _named_parameters(self) -> dict:
+    def _named_parameters(self) -> Dict[str, Any]:
         # nn.Linear(nin, nout)'s shapes: weight row j is neuron j's w
         return {"weight": [n.w for n in self.neurons], "bias": [n.b for n in self.neurons]}
 
@@ -367,18 +372,23 @@ class MLP(Module):
                              dropout=dropout if i != last else 0.0)
                        for i in range(len(nouts))]
 
-    def __call__(self, x: Any) -> Any:
-        """mlp(x) -> Value | list[Value]: the last layer's output (a bare Value if it has one)."""
+    def __call__(self, x: Any) -> Union[Value, List[Value]]:
+        """mlp(x) -> Value | list[Value]: the last layer's output (a bare Value if it has one).
+
+        A type checker sees `Value | list[Value]`, as for Layer. (An MLP with no layers,
+        MLP(nin, []), returns x as given, as upstream.)
+        """
+        out: Union[Value, List[Value]] = x
         for layer in self.layers:
-            x = layer(x)
-        return x
+            out = layer(out)
+        return out
 
     def parameters(self) -> List[Value]:
         """parameters() -> list[Value]: each layer's parameters in turn."""
         return list(chain.from_iterable(layer.parameters() for layer in self.layers))
 
-    def _named_parameters(self) -> dict:
-        out = {}
+    def _named_parameters(self) -> Dict[str, Any]:
+        out: Dict[str, Any] = {}
         for i, layer in enumerate(self.layers):
             for k, v in layer._named_parameters().items():
                 out[f"layers.{i}.{k}"] = v

@@ -14,17 +14,17 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 def _real(x: Any, name: str) -> float:
     if not isinstance(x, numbers.Real) or isinstance(x, bool):
         raise TypeError(f"{name} must be a real number, not {type(x).__name__!r}")
-    x = float(x)
-    if not math.isfinite(x):
-        raise ValueError(f"{name} must be finite, got {x}")
-    return x
+    f = float(x)
+    if not math.isfinite(f):
+        raise ValueError(f"{name} must be finite, got {f}")
+    return f
 
 
 def _nonneg(x: Any, name: str) -> float:
-    x = _real(x, name)
-    if x < 0.0:
-        raise ValueError(f"invalid {name}: {x} (must be >= 0)")
-    return x
+    f = _real(x, name)
+    if f < 0.0:
+        raise ValueError(f"invalid {name}: {f} (must be >= 0)")
+    return f
 
 
 class Optimizer:

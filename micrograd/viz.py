@@ -1,12 +1,13 @@
 """draw_dot and trace: a Value's graph as a graphviz Digraph, as drawn in the micrograd lecture."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Tuple
+import os
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Protocol, Tuple, Union, overload
 
-if TYPE_CHECKING:  # graphviz is optional: the [viz] extra
-    import graphviz  # type: ignore[import-untyped, unused-ignore]
+if TYPE_CHECKING:  # only named in annotations: trace() reads nothing but _prev
+    from micrograd.engine import Value
 
-__all__ = ["draw_dot", "trace"]
+__all__ = ["draw_dot", "trace", "Digraph"]
 
 _INSTALL_GRAPHVIZ = (
     "install Graphviz, which provides it (Debian/Ubuntu: apt-get install graphviz; "
@@ -15,7 +16,51 @@ _INSTALL_GRAPHVIZ = (
 )
 
 
-def trace(root: Any) -> Tuple[List[Any], List[Tuple[Any, Any]]]:
+class Digraph(Protocol):
+    """What draw_dot returns, as a type checker sees it: a graphviz.Digraph (graphviz has no types)."""
+
+    format: str
+
+    @property
+    def source(self) -> str:
+        """The graph in the DOT language."""
+
+    def node(self, name: str, label: Optional[str] = None, **attrs: Any) -> None:
+        """Add a node."""
+
+    def edge(self, tail_name: str, head_name: str, label: Optional[str] = None,
+             **attrs: Any) -> None:
+        """Add an edge."""
+
+    def render(self, filename: Union[str, os.PathLike[str], None] = None,
+               directory: Union[str, os.PathLike[str], None] = None, view: bool = False,
+               cleanup: bool = False, format: Optional[str] = None, **kwargs: Any) -> str:
+        """Save the source and render it with Graphviz's dot; returns the rendered file's path."""
+
+    @overload
+    def pipe(self, format: Optional[str] = None, *, encoding: None = None,
+             **kwargs: Any) -> bytes: ...
+    @overload
+    def pipe(self, format: Optional[str] = None, *, encoding: str, **kwargs: Any) -> str: ...
+    def pipe(self, format: Optional[str] = None, *, encoding: Optional[str] = None,
+             **kwargs: Any) -> Union[bytes, str]:
+        """The rendered graph: bytes, or str when an encoding is given."""
+
+    def view(self, filename: Union[str, os.PathLike[str], None] = None,
+             directory: Union[str, os.PathLike[str], None] = None, cleanup: bool = False,
+             **kwargs: Any) -> str:
+        """Render and open in the system's viewer; returns the rendered file's path."""
+
+    def save(self, filename: Union[str, os.PathLike[str], None] = None,
+             directory: Union[str, os.PathLike[str], None] = None, **kwargs: Any) -> str:
+        """Save the DOT source; returns its path."""
+
+    def _repr_mimebundle_(self, include: Any = None, exclude: Any = None,
+                          **kwargs: Any) -> Dict[str, Union[bytes, str]]:
+        """What Jupyter displays."""
+
+
+def trace(root: Value) -> Tuple[List[Value], List[Tuple[Value, Value]]]:
     """trace(root) -> (nodes, edges): every Value reachable from root, and its graph's edges.
 
     nodes lists each Value once, root first; edges holds (child, parent) pairs, each once.
@@ -36,21 +81,22 @@ def trace(root: Any) -> Tuple[List[Any], List[Tuple[Any, Any]]]:
     return nodes, edges
 
 
-def draw_dot(root: Any, format: str = "svg", rankdir: str = "LR") -> "graphviz.Digraph":
+def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR") -> Digraph:
     """draw_dot(root, format='svg', rankdir='LR') -> graphviz.Digraph: root's graph, ready to render.
 
     One record per Value (`label | data | grad`, 4 decimals), one small node per op
     (`+`, `*`, `tanh`, `dot`, ...) with edges child -> op -> result. A fused `dot` node
     (a neuron's `b + sum w_i*x_i`) shows all of its inputs. In Jupyter the result displays
     itself; elsewhere call `.render()`, `.pipe()` or `.view()`, which need Graphviz's `dot`.
-    Needs the graphviz package: pip install 'micrograd-compiled[viz]'.
+    Type checkers see it as a micrograd.viz.Digraph (graphviz ships no types).
+    Needs the graphviz package (the [viz] extra): pip install graphviz.
     """
     if rankdir not in ("LR", "TB", "RL", "BT"):
         raise ValueError(f"rankdir must be 'LR', 'TB', 'RL' or 'BT', not {rankdir!r}")
     gv = _import_graphviz()
     nodes, edges = trace(root)
     name = {id(v): f"v{i}" for i, v in enumerate(nodes)}
-    dot = _digraph_class()(format=format, graph_attr={"rankdir": rankdir})
+    dot: Digraph = _digraph_class()(format=format, graph_attr={"rankdir": rankdir})
     for v in nodes:
         vid = name[id(v)]
         dot.node(vid, shape="record",
@@ -79,10 +125,12 @@ def _record_text(label: Any) -> str:
 
 def _import_graphviz() -> Any:
     try:
-        import graphviz
+        import graphviz  # type: ignore[import-untyped, import-not-found, unused-ignore]
     except ImportError as exc:
         raise ImportError(
-            "micrograd.viz needs the graphviz Python package: pip install 'micrograd-compiled[viz]' "
+            "micrograd.viz needs the graphviz Python package: pip install graphviz (the [viz] extra: "
+            "pip install '.[viz]' in a checkout, pip install 'micrograd-compiled[viz]' once it is "
+            "published on PyPI) "
             f"(rendering also needs Graphviz's dot program: {_INSTALL_GRAPHVIZ})"
         ) from exc
     return graphviz

@@ -1,6 +1,7 @@
 """Typing and help: the stubs ship, mypy --strict passes on a user program, help() shows signatures."""
 from __future__ import annotations
 
+import ast
 import importlib
 import inspect
 import os
@@ -108,3 +109,80 @@ def test_public_names_have_signatures_and_docs(modname):
                 if callable(fn):
                     assert _signature(fn), f"{modname}.{name}.{attr} has no signature"
                     assert fn.__doc__ and fn.__doc__.strip(), f"{modname}.{name}.{attr} has no docstring"
+
+
+def _documented_signatures(obj, name):
+    """(where, first docstring line) for obj and its public methods, when the line starts 'name('."""
+    out = []
+    members = [(name, obj)]
+    if inspect.isclass(obj):
+        lower = name.lower()
+        for attr, member in vars(obj).items():
+            if attr == "__call__":
+                members.append((lower, member))  # documented as `layer(x) -> ...`
+            elif not attr.startswith("_") and callable(member):
+                members.append((attr, member))
+    for shown, member in members:
+        doc = inspect.getdoc(member) or ""
+        first = doc.splitlines()[0] if doc else ""
+        if first.startswith(shown + "("):
+            out.append((f"{name}.{shown}" if member is not obj else name, member, first))
+    return out
+
+
+def _docstring_params(where: str, first: str) -> list:
+    # the balanced (...) after the name, parsed as a def: so it must be valid Python
+    start = first.index("(")
+    depth = 0
+    for end, ch in enumerate(first[start:], start):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0:
+            break
+    params = first[start:end + 1]
+    try:
+        tree = ast.parse(f"def f{params}: pass")
+    except SyntaxError as exc:
+        raise AssertionError(f"{where}: the docstring's signature {params} is not valid Python: {exc}")
+    a = tree.body[0].args
+    names = [(p.arg, "positional") for p in a.posonlyargs + a.args]
+    names += [("*" + a.vararg.arg, "var")] if a.vararg else []
+    names += [(p.arg, "keyword-only") for p in a.kwonlyargs]
+    names += [("**" + a.kwarg.arg, "var")] if a.kwarg else []
+    return names
+
+
+def _real_params(fn) -> list:
+    kinds = {inspect.Parameter.POSITIONAL_ONLY: "positional",
+             inspect.Parameter.POSITIONAL_OR_KEYWORD: "positional",
+             inspect.Parameter.KEYWORD_ONLY: "keyword-only"}
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.kind == inspect.Parameter.VAR_POSITIONAL:
+            out.append(("*" + p.name, "var"))
+        elif p.kind == inspect.Parameter.VAR_KEYWORD:
+            out.append(("**" + p.name, "var"))
+        else:
+            out.append((p.name, kinds[p.kind]))
+    return out
+
+
+@pytest.mark.parametrize("modname", ["micrograd.nn", "micrograd.optim", "micrograd.losses",
+                                     "micrograd.datasets", "micrograd.viz",
+                                     "micrograd._engine_py"])
+def test_docstring_signatures_are_the_real_ones(modname):
+    # help() shows a class's docstring under its signature: a first line such as
+    # `Layer(nin, nout, *, num_inputs=None, ...)` must be valid Python, naming the real parameters
+    mod = importlib.import_module(modname)
+    names = getattr(mod, "__all__", None) or [n for n in vars(mod) if not n.startswith("_")]
+    checked = 0
+    for name in names:
+        obj = getattr(mod, name)
+        if not callable(obj) or getattr(obj, "__module__", None) != mod.__name__:
+            continue
+        for where, member, first in _documented_signatures(obj, name):
+            documented = _docstring_params(f"{modname}.{where}", first)
+            real = [p for p in _real_params(member) if p[0] != "self"]
+            assert documented == real, f"{modname}.{where}: docstring says {first!r}, signature is {real}"
+            checked += 1
+    assert checked or modname == "micrograd._engine_py", f"no documented signature found in {modname}"

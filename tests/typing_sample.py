@@ -3,12 +3,13 @@ from __future__ import annotations
 
 import math
 import random
-from typing import TYPE_CHECKING, Callable, List, Sequence
+from typing import TYPE_CHECKING, Callable, List, Sequence, Union
 
 import micrograd
 from micrograd import MLP, Layer, Module, Neuron, Value, is_grad_enabled, no_grad
 from micrograd import datasets, losses, optim
 from micrograd.engine import IMPLEMENTATION
+from micrograd.viz import Digraph
 
 if TYPE_CHECKING:
     from typing_extensions import assert_type
@@ -59,11 +60,19 @@ def custom_op(x: Value) -> Value:
     return out
 
 
+def predict(model: MLP, x: Sequence[float]) -> Value:
+    # an MLP (or Layer) returns `Value | list[Value]`: one Value when its last layer has one
+    # neuron, as upstream; isinstance() tells mypy which
+    score = model(list(x))
+    assert_type(score, Union[Value, List[Value]])
+    assert isinstance(score, Value)
+    return score
+
+
 def inference(model: MLP, x: Sequence[float]) -> float:
     with no_grad():
         assert not is_grad_enabled()
-        score: Value = model(list(x))  # an MLP with one output gives one Value
-        return score.data  # a return inside the block: mypy knows nothing follows
+        return predict(model, x).data  # a return inside the block: mypy knows nothing follows
 
 
 def total(values: Sequence[Value]) -> Value:
@@ -95,7 +104,7 @@ def train() -> float:
     scores: List[Value] = []
     loss = Value(0.0)
     for _ in range(3):
-        scores = [model(list(xi)) for xi in X]
+        scores = [predict(model, xi) for xi in X]
         loss = losses.hinge(scores, y) + 1e-4 * losses.l2(model.parameters())
         opt.zero_grad()
         loss.backward()
@@ -105,8 +114,11 @@ def train() -> float:
 
     neuron = Neuron(3, nonlin=False)
     layer = Layer(3, 2, activation="tanh")
-    n_out: Value = neuron([1.0, 2.0, 3.0])
-    l_out: List[Value] = layer([Value(1.0), 2.0, 3.0])
+    n_out = neuron([1.0, 2.0, 3.0])
+    assert_type(n_out, Value)  # a Neuron always gives one Value
+    l_out = layer([Value(1.0), 2.0, 3.0])
+    assert_type(l_out, Union[Value, List[Value]])
+    assert isinstance(l_out, list)  # two neurons: a list
     mse = losses.mse(l_out, [0.5, -0.5]) + losses.mse(n_out, 1.0)
     ce = losses.cross_entropy(l_out, 1)
     (mse + ce).backward()
@@ -139,12 +151,22 @@ def draw() -> None:
     x = Value(1.0, label="x")
     y = (x * 2.0).tanh()
     nodes, edges = trace(y)
+    assert_type(nodes, List[Value])
     assert len(nodes) == 4 and len(edges) == 3
     try:
         dot = draw_dot(y, format="svg", rankdir="TB")
     except ImportError:  # the [viz] extra is optional
         return
+    assert_type(dot, Digraph)
+    assert_type(dot.source, str)
     print(dot.source.count("shape=record"))
+
+
+def render(dot: Digraph) -> None:
+    # not run (it needs Graphviz's dot program): mypy checks the types
+    assert_type(dot.pipe(), bytes)
+    assert_type(dot.pipe(format="svg", encoding="utf-8"), str)
+    assert_type(dot.render("graph", cleanup=True), str)
 
 
 def misuse() -> None:
@@ -154,6 +176,10 @@ def misuse() -> None:
     Value("1.0")  # type: ignore[arg-type]
     v.data = "x"  # type: ignore[assignment]
     v.relu(1.0)  # type: ignore[call-arg]
+    # a Layer or MLP may return a list: using it as a Value unchecked is an error
+    out: Value = Layer(2, 1)([1.0, 2.0])  # type: ignore[assignment]
+    MLP(2, [1])([1.0, 2.0]).data  # type: ignore[union-attr]
+    del out
 
 
 if __name__ == "__main__":
