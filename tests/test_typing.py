@@ -24,9 +24,10 @@ PACKAGE_DIR = pathlib.Path(micrograd.__file__).parent
 def _env_for(tmp_path: pathlib.Path) -> dict:
     env = dict(os.environ)
     env.pop("MYPYPATH", None)
-    # An installed wheel sits in site-packages, where mypy looks by itself. A source tree or an
-    # editable install (setuptools' import hook, which mypy cannot follow) is found through
-    # MYPYPATH; mypy refuses MYPYPATH=site-packages, hence the check.
+    # An installed wheel, or an editable install (a path in a .pth file: test_packaging.py checks
+    # that mypy finds it unaided), is found by mypy itself. A bare source tree, or an editable
+    # install made before pyproject.toml spelled out package-dir (setuptools' import hook, which
+    # mypy cannot follow), is found through MYPYPATH; mypy refuses MYPYPATH=site-packages.
     parent = PACKAGE_DIR.parent.resolve()
     installed = {pathlib.Path(p).resolve() for p in site.getsitepackages() + [site.getusersitepackages()]}
     installed |= {pathlib.Path(sysconfig.get_paths()[k]).resolve() for k in ("purelib", "platlib")}
