@@ -19,7 +19,7 @@ if [ ! -e "$LIBASAN" ]; then
 fi
 
 if ! "$PY" -c "import Cython, setuptools" 2>/dev/null; then
-    echo "sanitize.sh: needs Cython and setuptools in $PY (pip install 'Cython>=3.0.8' setuptools)" >&2
+    echo "sanitize.sh: needs Cython and setuptools in $PY (pip install 'Cython>=3.0.8' 'setuptools>=77.0.3')" >&2
     exit 2
 fi
 
