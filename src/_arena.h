@@ -73,7 +73,8 @@ static inline unsigned mg_ctz64(uint64_t x) {
 #endif
 
 enum {
-    F_HEAVY = 1,   /* the handle carries Python state (label, _op text, _backward) */
+    F_HEAVY = 1,   /* the handle must outlive its users: Python state (label, _op text,
+                      _backward, attributes) or shown by _prev/_children (identity) */
     F_PINNED = 2,  /* the node holds a strong reference to its handle */
     F_INTEXP = 4,  /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
     F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when packed, as of v.leafgen */

@@ -87,6 +87,7 @@ cdef list _kid_handles(NodeC* n):
     taken first, and n and each of them held until every handle is made."""
     cdef uint32_t i, m
     cdef NodeC** held
+    cdef Value v
     cdef list out = []
     _materialize(ARENA, n)
     m = mg_nkids(n)
@@ -98,7 +99,11 @@ cdef list _kid_handles(NodeC* n):
         held[i] = _hold(node_kid(n, i))
     try:
         for i in range(m):
-            out.append(_wrap(ARENA, held[i]))
+            v = _wrap(ARENA, held[i])
+            out.append(v)
+            # a handle once shown is the node's for as long as a parent holds the node, so
+            # id()-keyed walks, sets and weak dictionaries see upstream's objects
+            _mark_heavy(v)
     finally:
         for i in range(m + 1):
             node_decref(ARENA, held[i])
