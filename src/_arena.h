@@ -215,7 +215,9 @@ typedef struct {
     Py_ssize_t tape_len, tape_cap;
     Py_ssize_t live_ops;       /* live nodes with an entry (op nodes that are not F_LATE) */
     Py_ssize_t tape_dead;      /* such nodes released since the last compaction */
-    Py_ssize_t tape_compactions, tape_looked;  /* statistics */
+    Py_ssize_t tape_waste;     /* entries backward passes looked at in vain (dead, stale, or
+                                  above the root) since the last compaction: its cost, paid */
+    Py_ssize_t tape_compactions, tape_looked, tape_swept;  /* statistics */
     int scanning;              /* a backward pass holds the tape: it may grow, not be compacted */
     /* backward */
     NodeC **order;             /* its work buffer, reused between calls (room for every node) */

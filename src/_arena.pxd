@@ -64,7 +64,8 @@ cdef extern from "_arena.h":
         Py_ssize_t tape_len, tape_cap
         Py_ssize_t live_ops
         Py_ssize_t tape_dead
-        Py_ssize_t tape_compactions, tape_looked
+        Py_ssize_t tape_waste
+        Py_ssize_t tape_compactions, tape_looked, tape_swept
         int scanning
         NodeC** order
         Py_ssize_t order_cap

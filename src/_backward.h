@@ -31,7 +31,8 @@ typedef struct {
     uint64_t pass;        /* this pass's number (never wraps; a layer call's inputs are marked
                              once a pass: MgCall.pass) */
     uintptr_t leafgen;
-    Py_ssize_t looked;    /* tape entries looked at (a statistic) */
+    Py_ssize_t looked;    /* tape entries looked at */
+    Py_ssize_t met;       /* of them, nodes the pass ran or collected */
     NodeC **order;        /* room for every live node */
     Py_ssize_t cap, count, nlate;
     uint16_t ep;
@@ -149,7 +150,7 @@ static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
 #define MG_AHEAD 16  /* entries looked up ahead: the nodes' loads start early (power of two) */
 
 static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssize_t budget) {
-    Py_ssize_t i = s->pos, pending = s->pending, work = 0, j;
+    Py_ssize_t i = s->pos, pending = s->pending, work = 0, met = 0, j;
     const uint16_t ep = s->ep;
     int collecting = s->collecting;
     NodeC *n, *ahead[MG_AHEAD];
@@ -170,6 +171,7 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
         n->epoch = 0;
         pending--;
         work++;
+        met++;
         if (n->op >= OP_DOT) {
             work += mg_nkids(n);
             if (n->op == OP_CUSTOM)
@@ -186,6 +188,7 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
     }
     s->collecting = collecting;
     s->looked += s->pos - i;
+    s->met += met;
     s->pos = i;
     s->pending = pending;
     return pending == 0 || i < 0;

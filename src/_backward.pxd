@@ -11,6 +11,7 @@ cdef extern from "_backward.h":
         uint64_t pass_ "pass"  # this pass's number
         uintptr_t leafgen
         Py_ssize_t looked    # tape entries looked at
+        Py_ssize_t met       # of them, nodes run or collected
         NodeC** order        # room for every live node: collected nodes, late leaves at the end
         Py_ssize_t cap, count, nlate
         uint16_t ep

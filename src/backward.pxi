@@ -74,11 +74,13 @@ cdef uint16_t _next_epoch(ArenaC* A) noexcept:
 
 
 cdef Py_ssize_t _tape_find(ArenaC* A, NodeC* n) noexcept:
-    """n's entry on the tape (the newest one); roots are nearly always near the top."""
+    """n's entry on the tape (the newest one); roots are nearly always near the top. The
+    entries passed over count as waste (A.tape_waste)."""
     cdef uint32_t idx = node_index(A, n)
     cdef Py_ssize_t i = A.tape_len - 1
     while i >= 0 and A.tape[i] != idx:
         i -= 1
+    A.tape_waste += A.tape_len - 1 - i
     return i if i >= 0 else A.tape_len - 1  # not found cannot happen; from the top is still right
 
 
@@ -86,12 +88,14 @@ cdef int _scan(ArenaC* A, MgScan* sc) except -1:
     """Run the tape pass to its end, checking for Ctrl-C between slices of work."""
     A.scanning += 1
     sc.looked = 0
+    sc.met = 0
     try:
         while not mg_scan(sc, A.tape, A.slabs, SIGNAL_EVERY):
             PyErr_CheckSignals()  # Python may run here: the tape may move, not be compacted
     finally:
         A.scanning -= 1
         A.tape_looked += sc.looked
+        A.tape_waste += sc.looked - sc.met
     return 0
 
 
@@ -115,10 +119,6 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
             if sc.order == NULL:
                 raise MemoryError("micrograd: no memory for backward's work buffers")
             sc.cap = A.live + 1024
-        if A.tape_dead >= A.tape_len // 2 and not A.scanning:
-            # dead entries that no op creation has cleared yet (it compacts only when the tape
-            # is full): the search for the root and the pass would walk them on every call
-            _tape_compact(A)
         sc.ep = _next_epoch(A)
         A.passes += 1
         sc.pass_ = A.passes
@@ -137,6 +137,12 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
             sc.pending = 1
             sc.pos = _tape_find(A, root)
             _scan(A, &sc)
+            if A.tape_dead and A.tape_waste >= A.tape_len // 2 and not A.scanning:
+                # dead or stale entries this and earlier passes walked in vain cost as much as
+                # a compaction: do it, so the next passes do not (paid for, never in advance:
+                # dead history below the graph, as when the last step's graph dies just before
+                # this backward, costs no pass anything and is left for op creation to clear)
+                _tape_compact(A)
         # what the pass collected (from the first user-defined op on), then the late leaves
         for i in range(sc.count + sc.nlate):
             n = sc.order[i] if i < sc.count else sc.order[sc.cap - 1 - (i - sc.count)]

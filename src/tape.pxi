@@ -26,13 +26,21 @@ cdef int _tape_resize(ArenaC* A, Py_ssize_t cap) noexcept:
 
 
 cdef void _tape_compact(ArenaC* A) noexcept:
-    """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go."""
+    """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go.
+    A free slot is seen in the free bits (dense, warm), so dead history costs no node read."""
     cdef uint16_t ep = _next_epoch(A)  # marks 'newer entry seen'; no pass is running (A.scanning)
     cdef Py_ssize_t i, j = 0
+    cdef uint32_t idx
     cdef NodeC* n
     i = A.tape_len - 1
+    A.tape_swept += A.tape_len
     while i >= 0:
-        n = MG_NODE(A.slabs, A.tape[i])
+        idx = A.tape[i]
+        if (A.freebits[(idx >> 6)] >> (idx & 63)) & 1:  # slab s's words start at s * SLAB_WORDS
+            A.tape[i] = 0xFFFFFFFF
+            i -= 1
+            continue
+        n = MG_NODE(A.slabs, idx)
         if n.op == OP_LEAF or (n.flags & F_LATE) or n.epoch == ep:
             A.tape[i] = 0xFFFFFFFF
         else:
@@ -44,6 +52,7 @@ cdef void _tape_compact(ArenaC* A) noexcept:
             j += 1
     A.tape_len = j
     A.tape_dead = 0
+    A.tape_waste = 0
     A.tape_compactions += 1
 
 

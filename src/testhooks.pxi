@@ -23,9 +23,11 @@ def _arena_index(Value v not None):
 
 def _tape_stats():
     """entries, capacity, live op nodes, op nodes released since the last compaction, compactions,
-    entries looked at by all backward passes so far."""
+    entries looked at by all backward passes so far (and by all compactions: swept), and entries
+    backward passes looked at in vain since the last compaction (waste)."""
     return {"len": ARENA.tape_len, "cap": ARENA.tape_cap, "live_ops": ARENA.live_ops, "dead": ARENA.tape_dead,
-            "compactions": ARENA.tape_compactions, "looked": ARENA.tape_looked}
+            "compactions": ARENA.tape_compactions, "looked": ARENA.tape_looked,
+            "swept": ARENA.tape_swept, "waste": ARENA.tape_waste}
 
 
 def _tape_shrink():

@@ -166,3 +166,67 @@ def test_a_user_op_that_runs_backward_inside_backward():
         # y = (a*b + 1) * b: dy/da = b*b = 9 (+5 from the nested backward into a)
         assert a.grad == 9.0 + 5.0
         assert b.grad == 2 * a.data * b.data + 1.0
+
+
+def _step_graph(ps, k):
+    """One training step's graph over the leaves ps (a microgpt-style mix of ops), ~10 nodes a leaf."""
+    total = 0
+    for i, p in enumerate(ps):
+        q = ps[(i * 7 + k) % len(ps)]
+        total = total + ((p * q + 0.5).tanh() * (i + 1)).relu() + p ** 2
+    return total
+
+
+def _backward_cost(root):
+    """(entries looked at, entries compacted) by one backward() from root."""
+    before = _engine._tape_stats()
+    root.backward()
+    after = _engine._tape_stats()
+    return after["looked"] - before["looked"], after["swept"] - before["swept"]
+
+
+def test_backward_after_the_old_graph_dies_pays_no_housekeeping():
+    # microgpt's loop: the new step's graph is built while the last one is alive, which dies
+    # when `loss` is rebound, just before backward(). Its dead entries sit below the new graph:
+    # the pass never reaches them, and backward() must not compact them either
+    ps = [_engine.Value(0.01 * i - 0.3) for i in range(400)]
+    _engine._tape_shrink()
+    clean = _step_graph(ps, 0)
+    clean_looked, clean_swept = _backward_cost(clean)
+    assert clean_swept == 0
+    loss = clean
+    del clean
+    costs = []
+    for k in range(1, 8):
+        new = _step_graph(ps, k)  # the old graph is alive while this one is built
+        loss = new  # ... and dies here, so half the tape is dead history
+        del new
+        assert _engine._tape_stats()["dead"] > 0
+        for p in ps:
+            p.grad = 0.0
+        costs.append(_backward_cost(loss))
+    for looked, swept in costs:
+        assert swept == 0
+        assert looked <= 1.25 * clean_looked
+    # the numbers are those of a clean tape (and of the pure engine)
+    want_ps = [_engine_py.Value(0.01 * i - 0.3) for i in range(400)]
+    _step_graph(want_ps, 7).backward()
+    assert [fbits(p.grad) for p in ps] == [fbits(p.grad) for p in want_ps]
+
+
+def test_dead_entries_inside_the_walk_are_compacted_once_they_cost_as_much():
+    # dead entries interleaved with a live graph do cost each pass a look: once the passes
+    # have paid a compaction's worth, backward() compacts, and later passes look at the graph only
+    _engine._tape_shrink()
+    a, b = _engine.Value(0.3), _engine.Value(-0.7)
+    x = a
+    for i in range(2000):
+        _ = (x * 3.0 + 0.001 * i).exp()  # made and dropped between the chain's own nodes
+        x = (x * b + a).tanh()
+    ops = _engine._tape_stats()["live_ops"]
+    total = 0
+    for _ in range(12):
+        looked, swept = _backward_cost(x)
+        total += looked + swept
+    assert _engine._tape_stats()["dead"] == 0
+    assert total <= 12 * ops + 4 * _engine._tape_stats()["cap"]
