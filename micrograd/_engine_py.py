@@ -106,7 +106,7 @@ class Value:
     """ stores a single scalar value and its gradient """
 
     __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "_seq", "_local",
-                 "__weakref__")
+                 "__dict__", "__weakref__")  # __dict__: ad-hoc attributes, as upstream
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: Any = "", label: Any = "",
@@ -372,8 +372,17 @@ class Value:
         return f"Value(data={self.data!r}, grad={self.grad!r})"
 
     def __reduce__(self) -> tuple:
-        # a Value pickles as a leaf: its data, grad and label (the graph is not saved)
+        # a Value pickles as a leaf: its data, grad, label and attributes (the graph is not saved)
+        if self.__dict__:
+            return (_rebuild, (self.data, self.grad, self.label), dict(self.__dict__))
         return (_rebuild, (self.data, self.grad, self.label))
+
+    def __setstate__(self, state: Any) -> None:
+        """The attributes of a pickled Value (set one by one, as v.name = value would)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"a Value's pickled state is a dict of attributes, not {type(state).__name__!r}")
+        for k, x in state.items():
+            setattr(self, k, x)
 
 
 def _rebuild(data: float, grad: float, label: Any) -> Value:

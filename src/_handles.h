@@ -64,4 +64,37 @@ static void mg_install_dealloc(PyTypeObject *t, void (*release)(PyObject *),
     t->tp_dealloc = mg_dealloc;
 }
 
+/* tp_setattro: the generic one, then, once the instance dict holds an attribute, the handle
+ * carries Python state (handles.pxi's _attrs_set: it must outlive its users, and the GC must
+ * see the dict, which can refer back to the Value) */
+static setattrofunc mg_orig_setattro = NULL;
+static void (*mg_attrs_set)(PyObject *) = NULL;
+
+static int mg_has_attrs(PyObject *o) {
+    PyObject **d = _PyObject_GetDictPtr(o);
+    return d != NULL && *d != NULL && PyDict_GET_SIZE(*d) != 0;
+}
+
+static int mg_no_dict(PyObject *o) {
+    PyObject **d = _PyObject_GetDictPtr(o);
+    return d == NULL || *d == NULL;
+}
+
+/* a copy of the instance dict (call only when mg_has_attrs) */
+static PyObject *mg_attrs_copy(PyObject *o) { return PyDict_Copy(*_PyObject_GetDictPtr(o)); }
+
+static int mg_setattro(PyObject *o, PyObject *name, PyObject *value) {
+    int r = mg_orig_setattro(o, name, value);
+    if (r == 0 && value != NULL && mg_has_attrs(o))
+        mg_attrs_set(o);
+    return r;
+}
+
+static void mg_install_setattro(PyTypeObject *t, void (*attrs_set)(PyObject *)) {
+    if (t->tp_setattro == mg_setattro) return;
+    mg_orig_setattro = t->tp_setattro;
+    mg_attrs_set = attrs_set;
+    t->tp_setattro = mg_setattro;
+}
+
 #endif

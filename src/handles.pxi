@@ -143,6 +143,21 @@ cdef inline Value _unary(Value self, uint8_t op):
     return _wrap(ARENA, _mk1(ARENA, op, _forward1(op, a.data), a))
 
 
+cdef void _track_if_may_cycle(Value v, object x) noexcept:
+    # a label or _op text that is not a str may refer back to v: the GC must see v
+    if not isinstance(x, str) and not PyObject_GC_IsTracked(v):
+        PyObject_GC_Track(v)
+
+
+cdef void _attrs_set(PyObject* o) noexcept:
+    # tp_setattro's hook: v's dict now holds an attribute (see _handles.h)
+    cdef Value v = <Value>o
+    if v.c != NULL:
+        _mark_heavy(v)
+    if not PyObject_GC_IsTracked(v):
+        PyObject_GC_Track(v)  # the dict may refer back to v
+
+
 cdef void _mark_heavy(Value v) noexcept:
     cdef NodeC* n = v.c
     n.flags |= F_HEAVY
@@ -189,7 +204,8 @@ cdef void _release_handle(PyObject* o) noexcept:
 
 cdef int _is_light(PyObject* o) noexcept:
     # no Python state on the handle: it can be recycled as it is
-    return (<Value>o)._label is None and (<Value>o)._opstr is None and (<Value>o)._bw is None
+    return ((<Value>o)._label is None and (<Value>o)._opstr is None and (<Value>o)._bw is None
+            and mg_no_dict(o))
 
 
 

@@ -8,6 +8,7 @@ cdef class Value:
     cdef object _label    # None, or the user's label
     cdef object _opstr    # None, or the _op text given to the constructor
     cdef object _bw       # None, or a user-assigned _backward callable
+    cdef dict __dict__    # NULL until an attribute is set (v.note = ...), as upstream allows
     cdef object __weakref__
 
     __array_ufunc__ = None  # numpy scalars defer to our reflected operators
@@ -62,7 +63,8 @@ cdef class Value:
         if self.c != NULL:  # __init__ called again: let go of the old node
             ARENA.reinit += 1  # packed layer rows holding the old node must see the new one
             self._release()
-        PyObject_GC_UnTrack(self)
+        if type(self) is Value and mg_no_dict(<PyObject*>self):
+            PyObject_GC_UnTrack(self)  # no Python state yet: cannot be in a cycle
         self.c = n
         n.handle = <PyObject*>self
         n.refcnt += 1
@@ -75,6 +77,9 @@ cdef class Value:
         if not (isinstance(label, str) and len(<str>label) == 0):
             self._label = label
             _mark_heavy(self)
+            _track_if_may_cycle(self, label)
+        if mg_has_attrs(<PyObject*>self):
+            _mark_heavy(self)  # attributes set before __init__ ran again
 
     cdef void _release(self) noexcept:
         _release_handle(<PyObject*>self)
@@ -109,6 +114,7 @@ cdef class Value:
         _node(self)
         self._label = value
         _mark_heavy(self)
+        _track_if_may_cycle(self, value)
 
     @property
     def _op(self):
@@ -125,6 +131,7 @@ cdef class Value:
         _node(self)
         self._opstr = value
         _mark_heavy(self)
+        _track_if_may_cycle(self, value)
 
     @property
     def _prev(self):
@@ -388,9 +395,18 @@ cdef class Value:
         return f"Value(data={n.data!r}, grad={n.grad!r})"
 
     def __reduce__(self):
-        # a Value pickles as a leaf: its data, grad and label (the graph is not saved)
+        # a Value pickles as a leaf: its data, grad, label and attributes (the graph is not saved)
         cdef NodeC* n = _node(self)
+        if mg_has_attrs(<PyObject*>self):
+            return (_rebuild, (n.data, n.grad, self.label), mg_attrs_copy(<PyObject*>self))
         return (_rebuild, (n.data, n.grad, self.label))
+
+    def __setstate__(self, state):
+        """The attributes of a pickled Value (set one by one, as v.name = value would)."""
+        if not isinstance(state, dict):
+            raise TypeError(f"a Value's pickled state is a dict of attributes, not {type(state).__name__!r}")
+        for k, x in state.items():
+            setattr(self, k, x)
 
 
 # A user-defined op's _backward usually closes over its own output: handle -> _bw -> closure ->

@@ -1,0 +1,62 @@
+"""Ad-hoc attributes on a Value (v.note = ...), as upstream's Value allows: kept, pickled, collected."""
+from __future__ import annotations
+
+import copy
+import gc
+import pickle
+import weakref
+
+import pytest
+
+
+def test_attribute_round_trip(engine):
+    v = engine.Value(1.5)
+    v.note = "x"
+    v.count = 3
+    assert (v.note, v.count) == ("x", 3)
+    del v.count
+    with pytest.raises(AttributeError):
+        v.count
+    with pytest.raises(AttributeError):
+        engine.Value(2.0).missing
+
+
+def test_attributes_outlive_the_users_handle_while_the_graph_holds_the_node(engine):
+    v = engine.Value(2.0)
+    v.note = "kept"
+    y = v * 3.0 + 1.0
+    del v
+    gc.collect()
+    (mul,) = y._prev - {c for c in y._prev if c._op == ""}
+    leaf = next(c for c in mul._prev if c.data == 2.0)
+    assert leaf.note == "kept"
+
+
+def test_pickling_and_copying_keep_attributes(engine):
+    v = engine.Value(0.25, label="w")
+    v.grad = 2.0
+    v.note = {"layer": 1}
+    for w in (pickle.loads(pickle.dumps(v)), copy.deepcopy(v), copy.copy(v)):
+        assert (w.data, w.grad, w.label, w.note) == (0.25, 2.0, "w", {"layer": 1})
+    with pytest.raises(TypeError, match="dict of attributes"):
+        engine.Value(1.0).__setstate__(5)
+
+
+def test_cycles_through_attributes_labels_and_subclasses_are_collected(engine):
+    V = engine.Value
+
+    class Sub(V):
+        pass
+
+    refs = []
+    a = V(3.0)
+    a.me = a
+    b = V(2.0)
+    b.label = [b]
+    s = Sub(1.0)
+    s.others = [s, a]
+    y = a * b + s  # the nodes are also held by a parent while the cycles exist
+    refs = [weakref.ref(o) for o in (a, b, s)]
+    del a, b, s, y
+    gc.collect()
+    assert [r() for r in refs] == [None, None, None]
