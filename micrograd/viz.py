@@ -147,7 +147,8 @@ def _layout(root: Value, expand: bool = False) -> Tuple[List[_Box], List[Tuple[s
 
 
 def _fused_children(v: Value) -> Optional[Tuple[Value, ...]]:
-    # the engine's fused dot node orders its children b, w0, x0, w1, x1, ... (an odd count)
+    # the engine's fused dot node orders its children b, w0, x0, w1, x1, ... (an odd count);
+    # a user's own op named "dot" of that shape is drawn the same way (_op is all we can see)
     if v._op != "dot":
         return None
     children = tuple(v._children)
