@@ -1,6 +1,6 @@
 # Types of the compiled engine (src/_engine.pyx); the pure engine (_engine_py.py) has the same API.
 from array import array
-from typing import Any, Callable, ClassVar, Iterable, Iterator, Sequence, SupportsFloat, Tuple, Union
+from typing import Any, Callable, Iterable, Iterator, Sequence, SupportsFloat, Tuple, Union
 
 # anything Value accepts as a number: int, float, bool, numpy scalars, Fraction, ...
 _Number = SupportsFloat
@@ -11,7 +11,6 @@ IMPLEMENTATION: str
 class Value:
     """stores a single scalar value and its gradient"""
 
-    __array_ufunc__: ClassVar[None]
     data: float
     grad: float
     label: str

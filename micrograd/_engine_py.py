@@ -107,7 +107,6 @@ class Value:
 
     __slots__ = ("data", "grad", "label", "_children", "_op", "_backward", "_seq", "_local",
                  "__dict__", "__weakref__")  # __dict__: ad-hoc attributes, as upstream
-    __array_ufunc__ = None  # numpy scalars defer to our reflected operators
 
     def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: Any = "", label: Any = "",
                  *, children: Iterable["Value"] | None = None,

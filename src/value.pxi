@@ -11,8 +11,6 @@ cdef class Value:
     cdef dict __dict__    # NULL until an attribute is set (v.note = ...), as upstream allows
     cdef object __weakref__
 
-    __array_ufunc__ = None  # numpy scalars defer to our reflected operators
-
     def __init__(self, data, _children=(), _op='', label='', *, children=None, local_grads=None):
         cdef double d
         cdef list kids = None
