@@ -156,8 +156,9 @@ class Module:
         for v in values:
             if not _is_real(v):
                 raise TypeError(f"state_dict values must be numbers, not {type(v).__name__!r}")
-        for p, v in zip(params, values):
-            p.data = float(v)
+        floats = [float(v) for v in values]  # all converted (10**400 raises here) before any is set
+        for p, f in zip(params, floats):
+            p.data = f
 
     def __getstate__(self) -> Dict[str, Any]:
         # caches of kernel arguments are rebuilt on first use; never pickle them

@@ -351,3 +351,27 @@ def test_custom_module_subclass():
     assert f.state_dict() == {"parameters": [2.0, 1.0]}
     f.load_state_dict({"parameters": [5, 6.5]})
     assert (f.a.data, f.b.data) == (5.0, 6.5)
+
+
+def test_load_state_dict_is_all_or_nothing_when_a_late_number_overflows():
+    from micrograd.nn import MLP
+
+    model = MLP(2, [2, 1])
+    before = [p.data for p in model.parameters()]
+    state = model.state_dict()
+    last = list(state)[-1]
+    state = {k: (_plus_one(v) if k != last else _overflowing(v)) for k, v in state.items()}
+    with pytest.raises(OverflowError):
+        model.load_state_dict(state)
+    assert [p.data for p in model.parameters()] == before
+
+
+def _overflowing(v):
+    """The same nested shape with a 10**400 in its last place (an int too large for a float)."""
+    if isinstance(v, list):
+        return v[:-1] + [_overflowing(v[-1])]
+    return 10**400
+
+
+def _plus_one(v):
+    return [_plus_one(x) for x in v] if isinstance(v, list) else v + 1.0
