@@ -15,7 +15,7 @@ import traceback
 import types
 import warnings
 
-from _workloads import SIZES, TAKES_VALUE, WORKLOADS, Unavailable, metric
+from _workloads import SCRIPT_WORKLOADS, SIZES, TAKES_VALUE, WORKLOADS, Unavailable, metric
 
 
 def load_micrograd(impl):
@@ -97,6 +97,22 @@ def main(argv):
             if impl != "torch":
                 out["engine"] = load_micrograd(impl).engine
             res = run_import(impl, P)
+        elif impl in ("inline", "floor"):
+            # no micrograd at all: the script's own Value class, or the compiled float-only one
+            if workload not in SCRIPT_WORKLOADS:
+                raise Unavailable(f"{impl} runs only the scalar-script workloads")
+            import microgpt
+            if impl == "inline":
+                out["engine"] = "the script's own Value"
+                res = WORKLOADS[workload](microgpt.Value, P)
+            else:
+                import _floor_build
+                try:
+                    floor = _floor_build.load()
+                except _floor_build.FloorUnavailable as exc:
+                    raise Unavailable(str(exc)) from None
+                out["engine"] = "float-only compiled class"
+                res = WORKLOADS[workload](floor.Value, P)
         elif impl == "torch":
             import torch
             import _torch_workloads
@@ -108,6 +124,8 @@ def main(argv):
         else:
             mg = load_micrograd(impl)
             out["engine"] = mg.engine
+            if mg.upstream and workload in SCRIPT_WORKLOADS:
+                raise Unavailable("upstream micrograd 0.1.0's Value has no exp or log")
             out["micrograd_file"] = mg.file
             if workload in TAKES_VALUE:
                 res = WORKLOADS[workload](mg.Value, P)

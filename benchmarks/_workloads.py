@@ -39,17 +39,18 @@ SIZES = {
     "smoke": dict(budget=0.0, more_ops_batch=5, more_ops_reps=(2, 2), chains=20, depth=10,
                   graph_reps=(2, 2), deep=2000, deep_reps=(1, 1), moons_n=10, moons_hidden=[4, 4],
                   moons_reps=(2, 2), mlp=(8, [8, 8, 4]), mlp_reps=(2, 2), mlp_cold_reps=(2, 2), mem_chains=20,
-                  mem_trace_chains=20, mem_depth=100, import_reps=1),
+                  mem_trace_chains=20, mem_depth=100, import_reps=1, gpt_steps=2, gpt_small=(8, 1),
+                  gpt_large=(8, 2)),
     "quick": dict(budget=2.0, more_ops_batch=200, more_ops_reps=(5, 30), chains=2000, depth=100,
                   graph_reps=(2, 5), deep=10**6, deep_reps=(1, 3), moons_n=100,
                   moons_hidden=[16, 16], moons_reps=(3, 30), mlp=(64, [64, 64, 10]),
                   mlp_reps=(3, 50), mlp_cold_reps=(3, 30), mem_chains=100, mem_trace_chains=25, mem_depth=1000,
-                  import_reps=3),
+                  import_reps=3, gpt_steps=8, gpt_small=(16, 1), gpt_large=(32, 2)),
     "full": dict(budget=15.0, more_ops_batch=500, more_ops_reps=(15, 100), chains=2000, depth=100,
                  graph_reps=(5, 15), deep=10**6, deep_reps=(3, 7), moons_n=100,
                  moons_hidden=[16, 16], moons_reps=(10, 100), mlp=(64, [64, 64, 10]),
                  mlp_reps=(10, 200), mlp_cold_reps=(10, 100), mem_chains=1000, mem_trace_chains=200, mem_depth=1000,
-                 import_reps=10),
+                 import_reps=10, gpt_steps=20, gpt_small=(16, 1), gpt_large=(32, 2)),
 }
 # (min, max) repetitions: more than min only while the job has spent less than `budget`
 # seconds, so fast implementations get many samples and slow ones at least min.
@@ -432,6 +433,28 @@ def run_memory(mg, P):
     return {"metrics": metrics, "check": None, "info": info}
 
 
+# ---------------------------------------------------------------- microgpt-style tiny GPT
+
+def run_microgpt(Value, P, size):
+    """benchmarks/microgpt.py's training step with this Value class: a fixed number of steps.
+
+    Every implementation runs the same steps on the same names (a fixed count, not adaptive), so
+    the losses can be compared step by step. The cyclic GC is left on, as scripts have it.
+    """
+    import microgpt
+    n_embd, n_layer = P[size]
+    trainer = microgpt.Trainer(Value, n_embd, n_layer)
+    losses = [trainer.step()]  # warm-up: step 0
+    samples = []
+    for _ in range(P["gpt_steps"]):
+        t0 = _now()
+        losses.append(trainer.step())
+        samples.append((_now() - t0) / 1e9)
+    return {"metrics": [metric("step", "s", samples, note="forward + backward + the script's Adam loop")],
+            "check": losses, "info": {"n_embd": n_embd, "n_layer": n_layer,
+                                      "params": len(trainer.params), "steps": len(losses)}}
+
+
 WORKLOADS = {
     "more_ops": run_more_ops,
     "graph200k": run_graph,
@@ -439,6 +462,11 @@ WORKLOADS = {
     "moons_step": run_moons,
     "mlp64_sample": run_mlp,
     "memory": run_memory,
+    "microgpt16": lambda Value, P: run_microgpt(Value, P, "gpt_small"),
+    "microgpt32": lambda Value, P: run_microgpt(Value, P, "gpt_large"),
 }
 # which take the bare Value class, which take the micrograd namespace (nn, optim...)
-TAKES_VALUE = {"more_ops", "graph200k", "deep_chain"}
+TAKES_VALUE = {"more_ops", "graph200k", "deep_chain", "microgpt16", "microgpt32"}
+# the scalar-script workloads: the only ones the script's own Value ("inline") and the float-only
+# floor class ("floor") run, and ones upstream 0.1.0 cannot (its Value has no exp or log)
+SCRIPT_WORKLOADS = {"microgpt16", "microgpt32"}

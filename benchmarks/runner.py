@@ -23,8 +23,11 @@ WORKER = ROOT / "benchmarks" / "_worker.py"
 UPSTREAM_VERSION = "0.1.0"
 UPSTREAM_DIR = ROOT / ".upstream" / f"micrograd-{UPSTREAM_VERSION}"
 
-IMPLS = ["compiled", "pure", "upstream", "torch"]
-WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "memory", "import"]
+# inline and floor are the scalar-script workloads' own baselines: the script run with the Value
+# class it carries, and with a compiled class that records nothing (no engine can be faster)
+IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor"]
+WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "memory", "import",
+             "microgpt16", "microgpt32"]
 DESCRIPTIONS = {
     "more_ops": "upstream's test_more_ops graph, built + backpropagated",
     "graph200k": "2000 chains x 100 binary ops + a sum tree (~202k op nodes, longest path 111)",
@@ -33,7 +36,10 @@ DESCRIPTIONS = {
     "mlp64_sample": "MLP(64,[64,64,10]) on one sample: forward + backward + SGD step",
     "memory": "a graph kept alive only by its root: bytes per node, and what is left after del",
     "import": "`import micrograd` in a fresh interpreter",
+    "microgpt16": "benchmarks/microgpt.py, a scalar-Value char GPT (n_embd 16, 1 layer, 4 heads): one training step",
+    "microgpt32": "benchmarks/microgpt.py at n_embd 32, 2 layers, 4 heads: one training step",
 }
+SCRIPT_WORKLOADS = {"microgpt16", "microgpt32"}
 # Workloads PyTorch does not run, per mode: memory is not measured; one scalar tensor per node
 # makes its 10^6-deep chain take about a minute, too long for --quick.
 TORCH_SKIPS = {"smoke": {"memory"}, "quick": {"memory", "deep_chain"}, "full": {"memory"}}
@@ -251,7 +257,9 @@ def run_suite(args, log):
     impls = [i for i in IMPLS if i in impls]
     workloads = [w for w in WORKLOADS if not args.only or w in args.only]
     jobs = [(wl, impl) for wl in workloads for impl in impls
-            if not (impl == "torch" and wl in TORCH_SKIPS[args.mode])]
+            if not (impl == "torch" and (wl in TORCH_SKIPS[args.mode] or wl in SCRIPT_WORKLOADS))
+            and not (impl in ("inline", "floor") and wl not in SCRIPT_WORKLOADS)
+            and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)]
     machine = machine_info()
     log(f"benchmarks ({args.mode}): {len(jobs)} jobs, implementations: {', '.join(impls) or 'none'}")
     for impl, why in missing.items():

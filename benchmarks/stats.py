@@ -88,14 +88,18 @@ def median(rows, workload, metric, impl):
 
 
 def compare_checks(results):
-    """Same code, same seeds: compiled and pure must agree bit for bit, upstream within 1e-9."""
+    """Same code, same seeds: compiled and pure must agree bit for bit, upstream within 1e-9.
+
+    The scalar scripts' own Value ("inline") must agree within 1e-12: its backward adds a node's
+    gradient contributions in another order, so the last bits may differ.
+    """
     notes = []
     by = {}
     for r in results:
-        if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream"):
+        if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream", "inline"):
             by.setdefault(r["workload"], {})[r["impl"]] = r["check"]
     for wl, checks in by.items():
-        c, p, u = checks.get("compiled"), checks.get("pure"), checks.get("upstream")
+        c, p, u, i = (checks.get(k) for k in ("compiled", "pure", "upstream", "inline"))
         if c is not None and p is not None:
             n = min(len(c), len(p))  # adaptive repetitions: compare the common prefix
             if c[:n] != p[:n]:
@@ -107,4 +111,9 @@ def compare_checks(results):
                            for a, b in zip(ours[:n], u[:n])):
                     notes.append(f"{wl}: {name} and upstream results differ beyond 1e-9: "
                                  f"{ours[:3]} vs {u[:3]}")
+            if ours is not None and i is not None:
+                bad = [k for k, (a, b) in enumerate(zip(ours, i)) if not math.isclose(a, b, rel_tol=1e-12)]
+                if len(ours) != len(i) or bad:
+                    notes.append(f"{wl}: {name} and the script's own Value differ beyond 1e-12 "
+                                 f"(steps {bad[:5]}, of {len(i)}): {ours[:3]} vs {i[:3]}")
     return notes

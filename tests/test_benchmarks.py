@@ -61,7 +61,7 @@ def test_json_records_machine_method_and_targets(smoke):
     assert doc["mode"] == "smoke"
     assert doc["machine"]["python"] and doc["machine"]["versions"]["upstream micrograd"] == "0.1.0"
     assert "cyclic GC" in doc["method"]
-    assert {t["status"] for t in doc["targets"]} <= {"met", "NOT met", "n/a"}
+    assert {t["status"] for t in doc["targets"]} <= {"met", "NOT met", "n/a", "quoted"}
     assert len(doc["targets"]) >= 9
 
 
@@ -110,10 +110,11 @@ def test_targets_from_rows():
 
 
 def test_every_target_is_a_row_of_the_table():
-    kinds = {"at most", "faster", "time ratio", "runs"}
+    kinds = {"at most", "faster", "time ratio", "runs", "distance"}
     for t in targets.TARGETS:
         assert t["kind"] in kinds and t["workload"] in runner.WORKLOADS, t
-        assert ("versus" in t) == (t["kind"] in ("faster", "time ratio")), t
+        assert ("versus" in t) == (t["kind"] in ("faster", "time ratio", "distance")), t
+        assert t.get("versus", "compiled") in runner.IMPLS, t
 
 
 def test_every_implementation_gets_the_moons_made_by_the_runner():
@@ -153,3 +154,36 @@ def test_the_fragmentation_script_runs(capsys):
     fragmentation.main(["--reps", "3", "--rounds", "1"])
     out = capsys.readouterr().out
     assert "after a shuffled free" in out and "ratio" in out
+
+
+def test_scalar_script_baselines_run_and_agree(tmp_path):
+    """microgpt16 with the script's own Value and the float-only floor, next to the compiled engine."""
+    impls = ["pure"] if NO_EXTENSIONS else ["compiled"]
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "microgpt16",
+         "--impl", ",".join(impls + ["inline", "floor"]), "--json", str(tmp_path / "gpt.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "gpt.json").read_text())
+    ran = {res["impl"]: res for res in doc["results"]}
+    assert set(ran) == set(impls) | {"inline", "floor"}
+    assert ran["inline"]["status"] == "ok" and ran["inline"]["engine"] == "the script's own Value"
+    # the floor is compiled on first use; where Cython is missing it says so instead
+    assert ran["floor"]["status"] == "ok" or "Cython" in ran["floor"]["reason"], ran["floor"]
+    # our engine's losses against the script's own Value, step by step, within 1e-12
+    assert len(ran["inline"]["check"]) == 3
+    assert doc["mismatches"] == []
+    want = {"n/a"} if NO_EXTENSIONS else {"met", "NOT met"}  # the targets are the compiled engine's
+    assert any(t["target"].startswith("microgpt16 step ≥ 17×") and t["status"] in want
+               for t in doc["targets"])
+
+
+def test_microgpt_script_matches_its_own_value_class():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import microgpt
+    from micrograd import Value
+    ours, theirs = microgpt.Trainer(Value, 8, 1), microgpt.Trainer(microgpt.Value, 8, 1)
+    for _ in range(3):
+        a, b = ours.step(), theirs.step()
+        assert a == pytest.approx(b, rel=1e-12)
+    assert [p.data for p in ours.params] == pytest.approx([p.data for p in theirs.params], rel=1e-9)
