@@ -41,7 +41,7 @@ from _arena cimport (
 from _backward cimport MgScan, mg_local, mg_scan
 from _kernels cimport mg_rows_dot
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
-    mg_install_setattro, mg_has_attrs, mg_no_dict, mg_attrs_copy)
+    mg_install_setattro, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy)
 
 import gc as _gc
 import numbers as _numbers
@@ -69,6 +69,10 @@ include "testhooks.pxi"
 
 ARENA.limit = -1
 ARENA.grad_enabled = 1
+# the dict's offset first: the patched traverse and dealloc read it
+_probe = Value.__new__(Value)
+mg_install_dict(<PyTypeObject*>Value, <Py_ssize_t>(<char*>&(<Value>_probe)._attrs - <char*><PyObject*>_probe))
+del _probe
 mg_install_traverse(<PyTypeObject*>Value, _traverse_pins)
 mg_install_dealloc(<PyTypeObject*>Value, _release_handle, _is_light)
 mg_install_setattro(<PyTypeObject*>Value, _attrs_set)

@@ -24,9 +24,42 @@ static PyObject *mg_value_alloc(PyTypeObject *t) {
 static traverseproc mg_orig_traverse = NULL;
 static int (*mg_extra_traverse)(PyObject *, visitproc, void *) = NULL;
 
+/* The instance dict: a raw field (value.pxi's _attrs) that Cython leaves NULL, made only when an
+ * attribute is set. (A `cdef dict __dict__` is made by Cython's tp_new for every handle: a dict
+ * allocated and freed per node, and no handle recyclable or untracked.) */
+static Py_ssize_t mg_dict_offset = 0;
+#define MG_DICT(o) ((PyObject **)((char *)(o) + mg_dict_offset))
+
 static int mg_traverse(PyObject *o, visitproc visit, void *arg) {
     int r = mg_orig_traverse(o, visit, arg);
+    if (r == 0 && *MG_DICT(o) != NULL) r = visit(*MG_DICT(o), arg);
     return r ? r : mg_extra_traverse(o, visit, arg);
+}
+
+static inquiry mg_orig_clear = NULL;
+
+static int mg_clear(PyObject *o) {
+    Py_CLEAR(*MG_DICT(o));
+    return mg_orig_clear(o);
+}
+
+static PyGetSetDef mg_dict_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL}, {NULL}};
+
+/* after PyType_Ready: the dict's offset, its __dict__ descriptor, and tp_clear for it */
+static int mg_install_dict(PyTypeObject *t, Py_ssize_t offset) {
+    PyObject *descr;
+    if (mg_dict_offset != 0) return 0;
+    descr = PyDescr_NewGetSet(t, mg_dict_getset);
+    if (descr == NULL) return -1;
+    if (PyDict_SetItemString(t->tp_dict, "__dict__", descr) < 0) { Py_DECREF(descr); return -1; }
+    Py_DECREF(descr);
+    mg_dict_offset = offset;
+    t->tp_dictoffset = offset;
+    mg_orig_clear = t->tp_clear;
+    t->tp_clear = mg_clear;
+    PyType_Modified(t);
+    return 0;
 }
 
 static void mg_install_traverse(PyTypeObject *t, int (*extra)(PyObject *, visitproc, void *)) {
@@ -51,6 +84,7 @@ static void mg_dealloc(PyObject *o) {
         mg_vfree[mg_nvfree++] = o;  /* recycled by _wrap */
         return;
     }
+    Py_CLEAR(*MG_DICT(o));  /* Cython's dealloc does not know the field holds a reference */
     mg_orig_dealloc(o);
 }
 

@@ -9,6 +9,7 @@ cdef extern from "_handles.h":
     void mg_install_traverse(PyTypeObject* t, int (*extra)(PyObject*, visitproc, void*) noexcept)
     void mg_install_dealloc(PyTypeObject* t, void (*release)(PyObject*) noexcept,
                             int (*light)(PyObject*) noexcept)
+    int mg_install_dict(PyTypeObject* t, Py_ssize_t offset) except -1
     void mg_install_setattro(PyTypeObject* t, void (*attrs_set)(PyObject*) noexcept)
     int mg_has_attrs(PyObject* o)               # the instance dict holds an attribute
     int mg_no_dict(PyObject* o)                 # no instance dict was made

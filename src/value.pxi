@@ -8,7 +8,7 @@ cdef class Value:
     cdef object _label    # None, or the user's label
     cdef object _opstr    # None, or the _op text given to the constructor
     cdef object _bw       # None, or a user-assigned _backward callable
-    cdef dict __dict__    # NULL until an attribute is set (v.note = ...), as upstream allows
+    cdef PyObject* _attrs  # the instance dict (_handles.h): NULL until v.note = ... sets one
     cdef object __weakref__
 
     def __init__(self, data, _children=(), _op='', label='', *, children=None, local_grads=None):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import copy
 import gc
 import pickle
+import sys
 import weakref
 
 import pytest
@@ -60,3 +61,21 @@ def test_cycles_through_attributes_labels_and_subclasses_are_collected(engine):
     del a, b, s, y
     gc.collect()
     assert [r() for r in refs] == [None, None, None]
+
+
+def test_plain_handles_make_no_dict_and_stay_out_of_the_gc(engine):
+    # the dict is made when an attribute is set, never before: a plain handle is one allocation
+    # (the compiled engine's nodes live in slabs) and, holding no Python state, is not GC-tracked
+    if engine.IMPLEMENTATION != "compiled":
+        pytest.skip("the pure engine's Value is a plain Python object")
+    V = engine.Value
+    keep = [V(1.0) for _ in range(100)]  # warm: slabs, freelists
+    gc.collect()
+    before = sys.getallocatedblocks()
+    keep = [V(float(i)) for i in range(10_000)]
+    keep += [v * 2.0 for v in keep[:5_000]]
+    per_handle = (sys.getallocatedblocks() - before) / 15_000
+    assert per_handle < 1.2, per_handle  # 2.0 when every handle carried an empty dict
+    assert not any(gc.is_tracked(v) for v in keep)
+    keep[0].note = "x"
+    assert gc.is_tracked(keep[0]) and vars(keep[0]) == {"note": "x"}
