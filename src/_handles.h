@@ -62,6 +62,17 @@ static int mg_install_dict(PyTypeObject *t, Py_ssize_t offset) {
     return 0;
 }
 
+/* (o is a Value or a subclass instance: every one has the dict field at mg_dict_offset) */
+static int mg_has_attrs(PyObject *o) {
+    PyObject *d = *MG_DICT(o);
+    return d != NULL && PyDict_GET_SIZE(d) != 0;
+}
+
+static int mg_no_dict(PyObject *o) { return *MG_DICT(o) == NULL; }
+
+/* a copy of the instance dict (call only when mg_has_attrs) */
+static PyObject *mg_attrs_copy(PyObject *o) { return PyDict_Copy(*MG_DICT(o)); }
+
 static void mg_install_traverse(PyTypeObject *t, int (*extra)(PyObject *, visitproc, void *)) {
     if (t->tp_traverse == mg_traverse) return;
     mg_orig_traverse = t->tp_traverse;
@@ -104,18 +115,7 @@ static void mg_install_dealloc(PyTypeObject *t, void (*release)(PyObject *),
 static setattrofunc mg_orig_setattro = NULL;
 static void (*mg_attrs_set)(PyObject *) = NULL;
 
-static int mg_has_attrs(PyObject *o) {
-    PyObject **d = _PyObject_GetDictPtr(o);
-    return d != NULL && *d != NULL && PyDict_GET_SIZE(*d) != 0;
-}
 
-static int mg_no_dict(PyObject *o) {
-    PyObject **d = _PyObject_GetDictPtr(o);
-    return d == NULL || *d == NULL;
-}
-
-/* a copy of the instance dict (call only when mg_has_attrs) */
-static PyObject *mg_attrs_copy(PyObject *o) { return PyDict_Copy(*_PyObject_GetDictPtr(o)); }
 
 static int mg_setattro(PyObject *o, PyObject *name, PyObject *value) {
     int r = mg_orig_setattro(o, name, value);
