@@ -2,8 +2,12 @@
 # Value
 
 @cython.freelist(64)
+@cython.embedsignature(False)  # the docstring carries the signature, for inspect.signature
 cdef class Value:
-    """ stores a single scalar value and its gradient """
+    """Value(data, _children=(), _op='', label='', *, children=None, local_grads=None)
+--
+
+stores a single scalar value and its gradient"""
     cdef NodeC* c         # this handle's node (one reference)
     cdef object _label    # None, or the user's label
     cdef object _opstr    # None, or the _op text given to the constructor

@@ -292,3 +292,15 @@ def test_division_rounds_as_python_pow(engines):
         got.append(((a / one).data.hex(), (2.0 / one).data.hex(), (a / one.data).data.hex()))
     assert got[0] == got[1]
     assert got[0][0] == (0.907927900230046 * (float.fromhex("0x1.fffffffffffffp-1") ** -1)).hex()
+
+
+def test_value_has_a_signature_for_help_and_inspect(engine):
+    # help(Value) and IDEs read it; the compiled type once had none (ValueError from inspect)
+    import inspect
+    sig = inspect.signature(engine.Value)
+    assert [(p.name, p.kind.name, p.default) for p in sig.parameters.values()] == [
+        ("data", "POSITIONAL_OR_KEYWORD", inspect.Parameter.empty),
+        ("_children", "POSITIONAL_OR_KEYWORD", ()), ("_op", "POSITIONAL_OR_KEYWORD", ""),
+        ("label", "POSITIONAL_OR_KEYWORD", ""), ("children", "KEYWORD_ONLY", None),
+        ("local_grads", "KEYWORD_ONLY", None)]
+    assert "__pyx_vtable__" not in engine.Value.__doc__
