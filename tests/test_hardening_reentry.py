@@ -99,6 +99,30 @@ def test_operand_float_reinitialises_the_other_operand(engine, tmp_path):
     """, engine, tmp_path), ["15.0", "[3.0,", "5.0]", "3.0"])
 
 
+@engines()
+def test_operand_float_runs_before_a_division_by_zero(engine, tmp_path):
+    # found by the fuzzer: H / Value(0) with H's __float__ running backward() on the divisor;
+    # operands are converted before any math is checked (the pure engine checked 1/0 first)
+    check(run_child("""
+        v = V(0.0)
+        class H:
+            def __float__(self):
+                v.backward()
+                return 2.0
+        numbers.Real.register(H)
+        try:
+            H() / v
+        except ZeroDivisionError as e:
+            print(type(e).__name__, v.grad)
+        class S:
+            def __float__(self):
+                v.data = 5.0
+                return 2.0
+        numbers.Real.register(S)
+        print((S() - v).data)
+    """, engine, tmp_path), ["ZeroDivisionError", "1.0", "-3.0"])
+
+
 @engines(python="the pure engine's layer reads the caller's list while converting it, so an "
                 "input's __float__ that empties the list gives a ValueError (compiled: the inputs as "
                 "they were when the call began; tests/test_hardening_internal.py)")
