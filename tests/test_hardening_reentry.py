@@ -81,8 +81,7 @@ compiled_only = pytest.mark.parametrize("engine", [pytest.param("compiled", mark
 
 # ---- an operand's __float__ ----------------------------------------------------------------
 
-@engines(compiled="issue 16: x * w reads x's node before w's __float__ re-initialises x "
-                  "(use after free: the product and its child read a reused node)")
+@engines()
 def test_operand_float_reinitialises_the_other_operand(engine, tmp_path):
     check(run_child("""
         x = V(2.0)
@@ -207,11 +206,10 @@ def test_nested_layer_call_repacks_rows_around_an_op_node_weight(engine, tmp_pat
 
 # ---- __init__ run again on a live Value ------------------------------------------------------
 
-REINIT = ("issue 17 item 6: a re-initialised Value is a new node on the compiled engine; the "
-          "graphs built on it keep the old one (the pure engine: the Value is the node)")
+# issue 17 item 6: the pure engine's Value is its node, so graphs built on a Value see it
+# re-initialised; the compiled one re-fills the same node (arena.pxi's _refill)
 
-
-@engines(compiled=REINIT)
+@engines()
 def test_reinit_then_backward(engine, tmp_path):
     check(run_child("""
         a = V(2.0)
@@ -222,7 +220,7 @@ def test_reinit_then_backward(engine, tmp_path):
     """, engine, tmp_path), ["4.0", "6.0"])
 
 
-@engines(compiled=REINIT + "; an optimizer's pack keeps stepping the old node")
+@engines()
 def test_reinit_then_optimizer_step(engine, tmp_path):
     check(run_child("""
         from micrograd import optim
@@ -235,8 +233,7 @@ def test_reinit_then_optimizer_step(engine, tmp_path):
     """, engine, tmp_path), ["4.9"])
 
 
-@engines(compiled=REINIT + " (issue 16: the graph's _prev then reads through the old node, a "
-                           "dangling handle pointer under ASan)")
+@engines()  # issue 16: _prev read through a dangling handle pointer
 def test_reinit_from_a_weakref_callback_fired_by_reinit(engine, tmp_path):
     check(run_child("""
         import weakref
@@ -256,10 +253,7 @@ def test_reinit_from_a_weakref_callback_fired_by_reinit(engine, tmp_path):
     """, engine, tmp_path), ["7.0", "2.0", "2.0", "7.0", "21.0"])
 
 
-@compiled_only
-@pytest.mark.xfail(strict=True, reason="found by the fuzzer: re-initialising a user-defined op "
-                                       "(Value(data, _children, _op)) that a graph holds leaks "
-                                       "its old node")
+@compiled_only  # found by the fuzzer: re-initialising a user-defined op a graph holds leaked
 def test_reinit_of_a_user_op_held_by_a_graph_frees_its_node(engine, tmp_path):
     check(run_child("""
         gc.collect()
