@@ -164,9 +164,9 @@ def test_input_float_replaces_a_weight_and_calls_the_same_layer(engine, tmp_path
     """, engine, tmp_path), ["5.4", "10.3", "15.2"])
 
 
+@pytest.mark.parametrize("call", ["Neuron", "Layer"])
 @engines(compiled="found by the fuzzer: a layer call reads its weights before it converts its "
                   "inputs, so a weight replaced by an input's __float__ is not used (pure: it is)")
-@pytest.mark.parametrize("call", ["Neuron", "Layer"])
 def test_input_float_replaces_a_weight_during_the_call(engine, call, tmp_path):
     check(run_child(f"""
         m = nn.{call}(1, 2, activation="linear") if "{call}" == "Layer" else nn.Neuron(1, activation="linear")
