@@ -348,6 +348,7 @@ class Value:
     def __rsub__(self, other: Any) -> "Value":  # other - self
         if not _is_real(other):
             return NotImplemented
+        other = _num(other)  # before -self reads self.data
         return (-self) + other
 
     def __rmul__(self, other: Any) -> "Value":  # other * self
@@ -364,6 +365,7 @@ class Value:
     def __rtruediv__(self, other: Any) -> "Value":  # other / self
         if not _is_real(other):
             return NotImplemented
+        other = _num(other)  # operands are converted before any math is checked
         _recip(self.data)
         return self ** -1 * other
 

@@ -43,8 +43,10 @@ typedef struct {
 MG_ALWAYS_INLINE void mg_mark(MgScan *s, uint16_t ep, NodeC *c, Py_ssize_t *pending) {
     if (c->epoch != ep && c->op != OP_LEAF) {
         c->epoch = ep;
-        if (c->flags & F_LATE)
+        if (c->flags & F_LATE) {
+            c->refcnt++;  /* held while collected: the caller's Python code may drop it */
             s->order[s->cap - 1 - s->nlate++] = c;
+        }
         else
             (*pending)++;
     }
@@ -179,6 +181,7 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
         }
         if (collecting) {
             mg_mark_kids(s, n, &pending);
+            n->refcnt++;  /* held while collected (released by the caller) */
             s->order[s->count++] = n;
         } else {
             mg_rule(n, s, ep, &pending);

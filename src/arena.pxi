@@ -216,6 +216,60 @@ cdef void _drain(ArenaC* A) noexcept:
     A.draining = False
 
 
+cdef void node_drop_kids(ArenaC* A, NodeC* old) noexcept:
+    """Release the children of `old`, a copy of a node's content that the node has since
+    replaced (Value.__init__ run again): the links _drain would release. May run Python."""
+    cdef NodeC** kids
+    cdef uint32_t i
+    if old.op == OP_DOT:
+        call_decref(A, MG_CALL(old))
+    elif MG_HAS_ARRAY(old):
+        kids = <NodeC**>old.u.kids + 1
+        for i in range(mg_nkids(old)):
+            node_decref(A, kids[i])
+        PyMem_Free(old.u.kids)
+    elif old.op != OP_LEAF:
+        node_decref(A, old.a)
+        if MG_ARITY[old.op] == 2:
+            node_decref(A, old.v.b)
+
+
+cdef int _refill(ArenaC* A, NodeC* n, double d, NodeC** arr, bint local) except -1:
+    """n, a live node, takes new content: data d and the children in arr (owned from here on;
+    NULL: a leaf), local grads after them if `local`. Its old children stay linked: the caller
+    took a copy of n first and releases them (node_drop_kids). Like a node just made, n gets
+    a new entry on top of the tape (its old one is stale), as the pure engine's Value a new
+    _seq."""
+    cdef uint32_t i
+    if arr != NULL and A.tape_len == A.tape_cap:
+        try:
+            _tape_make_room(A)
+        except BaseException:
+            PyMem_Free(arr)
+            raise
+    if n.op != OP_LEAF and not (n.flags & F_LATE):
+        A.live_ops -= 1
+        A.tape_dead += 1
+    n.data = d
+    n.grad = 0.0
+    n.u.kids = arr
+    n.a = NULL
+    n.v.b = NULL
+    n.flags &= ~(F_INTEXP | F_WLEAVES | F_LATE)
+    if arr == NULL:
+        n.op = OP_LEAF
+    else:
+        n.op = OP_LOCAL if local else OP_CUSTOM
+        for i in range(mg_nkids(n)):
+            node_link(arr[1 + i])
+        A.tape[A.tape_len] = node_index(A, n)
+        A.tape_len += 1
+        A.live_ops += 1
+        _leafgen_bump(A)  # it may have been a plain leaf that packed rows skip
+    A.reinit += 1  # packed rows compare it (see _rows_check)
+    return 0
+
+
 cdef void _push_dead(ArenaC* A, NodeC* n) noexcept:
     n.handle = <PyObject*>A.dead
     A.dead = n

@@ -109,6 +109,8 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
         sc.order = NULL; sc.cap = 0
     else:
         sc.order = A.order; sc.cap = A.order_cap
+    sc.count = 0
+    sc.nlate = 0
     A.backward_depth += 1
     root.refcnt += 1
     try:
@@ -130,7 +132,7 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
         if root.op == OP_LEAF:
             return 0
         if root.flags & F_LATE:
-            sc.order[sc.cap - 1] = root
+            sc.order[sc.cap - 1] = _hold(root)
             sc.nlate = 1
         else:
             root.epoch = sc.ep
@@ -152,6 +154,10 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
                 tick = 0
                 PyErr_CheckSignals()
     finally:
+        # the collected nodes were held, as Python ran their rules (may run Python again; a
+        # nested pass started from here still gets a buffer of its own)
+        for i in range(sc.count + sc.nlate):
+            node_decref(A, sc.order[i] if i < sc.count else sc.order[sc.cap - 1 - (i - sc.count)])
         A.backward_depth -= 1
         if nested:
             PyMem_RawFree(sc.order)

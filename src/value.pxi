@@ -21,7 +21,8 @@ stores a single scalar value and its gradient"""
         cdef list grads = None
         cdef NodeC* n
         cdef NodeC** arr = NULL
-        cdef double* lg
+        cdef NodeC old
+        cdef bint again
         cdef Py_ssize_t i
         d = _num(data, "Value data")
         if children is not None:
@@ -47,29 +48,39 @@ stores a single scalar value and its gradient"""
             arr = mg_kids_new(<uint32_t>len(kids), grads is not None)
             if arr == NULL:
                 raise MemoryError()
+            for i in range(len(kids)):
+                arr[1 + i] = (<Value>kids[i]).c
+            if grads is not None:
+                for i in range(len(kids)):
+                    (<double*>(arr + 1 + len(kids)))[i] = <double>grads[i]
+        old.op = OP_LEAF  # (read only when again)
+        old.a = old.v.b = NULL
+        old.u.kids = NULL
+        n = NULL
+        again = self.c != NULL
+        if again:
+            # __init__ run again on a live Value: its node takes the new content, so the graphs
+            # and packs that hold it see it (the pure engine's Value is its node); the old
+            # children and Python state are let go last, as that may run Python code
+            old = self.c[0]
+            _refill(ARENA, self.c, d, arr, grads is not None)
+            old_state = (self._label, self._opstr, self._bw)
+        else:
             try:
-                n = node_new(ARENA, OP_CUSTOM if grads is None else OP_LOCAL, d)
+                n = node_new(ARENA, OP_LEAF if arr == NULL else OP_CUSTOM if grads is None else OP_LOCAL, d)
             except BaseException:
                 PyMem_Free(arr)
                 raise
-            n.u.kids = arr
-            for i in range(len(kids)):
-                arr[1 + i] = (<Value>kids[i]).c
-                node_link(arr[1 + i])
-            if grads is not None:
-                lg = mg_local_grads(n)
+            if arr != NULL:
+                n.u.kids = arr
                 for i in range(len(kids)):
-                    lg[i] = <double>grads[i]
-        else:
-            n = node_new(ARENA, OP_LEAF, d)
-        if self.c != NULL:  # __init__ called again: let go of the old node
-            ARENA.reinit += 1  # packed layer rows holding the old node must see the new one
-            self._release()
+                    node_link(arr[1 + i])
         if type(self) is Value and mg_no_dict(<PyObject*>self):
             PyObject_GC_UnTrack(self)  # no Python state yet: cannot be in a cycle
-        self.c = n
-        n.handle = <PyObject*>self
-        n.refcnt += 1
+        if not again:
+            self.c = n
+            n.handle = <PyObject*>self
+            n.refcnt += 1
         self._label = None
         self._opstr = None
         self._bw = None
@@ -82,6 +93,9 @@ stores a single scalar value and its gradient"""
             _track_if_may_cycle(self, label)
         if mg_has_attrs(<PyObject*>self):
             _mark_heavy(self)  # attributes set before __init__ ran again
+        if again:
+            node_drop_kids(ARENA, &old)
+            old_state = None
 
     cdef void _release(self) noexcept:
         _release_handle(<PyObject*>self)
@@ -218,39 +232,45 @@ stores a single scalar value and its gradient"""
     # -- ops ----------------------------------------------------------------------------------
 
     def __add__(self, other):
-        cdef NodeC* a = _node(self)
+        cdef NodeC* a
         cdef NodeC* b
         cdef double x
         if isinstance(other, Value):
+            a = _node(self)
             b = _node(<Value>other)
             return _wrap(ARENA, _mk2(ARENA, OP_ADD, a.data + b.data, a, b))
-        if not _real(other, &x):
+        if not _real(other, &x):  # first: its __float__ may run Python (see _arena.h)
             return NotImplemented
+        a = _node(self)
         return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + x, a, x))
 
     def __radd__(self, other):  # other + self
-        cdef NodeC* a = _node(self)
+        cdef NodeC* a
         cdef double x
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)
         return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + x, a, x))
 
     def __mul__(self, other):
-        cdef NodeC* a = _node(self)
+        cdef NodeC* a
         cdef NodeC* b
         cdef double x
         if isinstance(other, Value):
+            a = _node(self)
             b = _node(<Value>other)
             return _wrap(ARENA, _mk2(ARENA, OP_MUL, a.data * b.data, a, b))
-        if not _real(other, &x):
+        if not _real(other, &x):  # first: its __float__ may run Python (see _arena.h)
             return NotImplemented
+        a = _node(self)
         return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
 
     def __rmul__(self, other):  # other * self
-        cdef NodeC* a = _node(self)
+        cdef NodeC* a
         cdef double x
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)
         return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
 
     def __neg__(self):  # -self
@@ -273,6 +293,7 @@ stores a single scalar value and its gradient"""
             return _wrap(ARENA, n)
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)  # again: other's __float__ may have re-initialised self
         return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + -x, a, -x))
 
     def __rsub__(self, other):  # (-self) + other
@@ -282,6 +303,7 @@ stores a single scalar value and its gradient"""
         cdef double x
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)  # again: other's __float__ may have re-initialised self
         neg = _hold(_mkc(ARENA, OP_MULC, a.data * -1.0, a, -1.0))
         try:
             n = _mkc(ARENA, OP_ADDC, neg.data + x, neg, x)
@@ -307,6 +329,7 @@ stores a single scalar value and its gradient"""
             return _wrap(ARENA, n)
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)  # again: other's __float__ may have re-initialised self
         x = _recip(x)
         return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
 
@@ -317,6 +340,7 @@ stores a single scalar value and its gradient"""
         cdef double x
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)  # again: other's __float__ may have re-initialised self
         inv = _hold(_mkc(ARENA, OP_POWC, _recip(a.data), a, -1.0))
         inv.flags |= F_INTEXP
         try:
@@ -337,6 +361,7 @@ stores a single scalar value and its gradient"""
             return _wrap(ARENA, _mk2(ARENA, OP_POW, _fpow(a.data, b.data), a, b))
         if not _real(other, &x):
             return NotImplemented
+        a = _node(self)  # again: other's __float__ may have re-initialised self
         n = _mkc(ARENA, OP_POWC, _fpow(a.data, x), a, x)
         if PyLong_CheckExact(other):
             n.flags |= F_INTEXP
@@ -356,6 +381,7 @@ stores a single scalar value and its gradient"""
         cdef double x
         if mod is not None or not _real(other, &x):
             return NotImplemented
+        a = _node(self)  # again: other's __float__ may have re-initialised self
         d = _fpow(x, a.data)
         base = _hold(node_new(ARENA, OP_LEAF, x))
         try:

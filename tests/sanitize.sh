@@ -72,6 +72,10 @@ export UBSAN_OPTIONS="log_path=$WORK/reports/ubsan:halt_on_error=1:abort_on_erro
 export PYTHONMALLOC=malloc
 export PYTHONPATH="$WORK"
 export MICROGRAD_SANITIZED=1  # tests may shrink their workloads under the slowdown
+# the re-entrancy fuzzer (tests/test_hardening_fuzz.py, in the default set): programs of a seed of
+# its own, so with the normal suite's 4000 a CI run fuzzes 10^4
+export MICROGRAD_FUZZ_EXAMPLES=${MICROGRAD_FUZZ_EXAMPLES:-6000}
+export MICROGRAD_FUZZ_SEED=${MICROGRAD_FUZZ_SEED:-20261204}
 
 # the sanitized build must be the one imported, never the normal one in $REPO
 "$PY" -c "import micrograd._engine as e, sys; f = e.__file__; print('engine:', f); sys.exit(0 if f.startswith('$WORK/') else 1)" \
