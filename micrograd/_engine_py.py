@@ -336,6 +336,8 @@ class Value:
         return self * -1
 
     def __radd__(self, other: Any) -> "Value":  # other + self
+        if not _is_real(other):
+            return NotImplemented  # Python's own error then names the operands in order
         return self + other
 
     def __sub__(self, other: Any) -> "Value":  # self - other
@@ -352,6 +354,8 @@ class Value:
         return (-self) + other
 
     def __rmul__(self, other: Any) -> "Value":  # other * self
+        if not _is_real(other):
+            return NotImplemented
         return self * other
 
     def __truediv__(self, other: Any) -> "Value":  # self / other
@@ -438,7 +442,11 @@ _ACTIVATIONS = tuple(_ACTS)
 
 
 def _as_value(x: Any) -> Value:
-    return x if isinstance(x, Value) else Value(x)
+    if isinstance(x, Value):
+        return x
+    if not _is_real(x):
+        raise TypeError(f"inputs must be Values or real numbers, not {type(x).__name__!r}")
+    return Value(x)
 
 
 def _dot(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:

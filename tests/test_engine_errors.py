@@ -304,3 +304,21 @@ def test_value_has_a_signature_for_help_and_inspect(engine):
         ("label", "POSITIONAL_OR_KEYWORD", ""), ("children", "KEYWORD_ONLY", None),
         ("local_grads", "KEYWORD_ONLY", None)]
     assert "__pyx_vtable__" not in engine.Value.__doc__
+
+
+@pytest.mark.parametrize("op", ["+", "*"])
+def test_reflected_ops_name_the_operands_in_order(engine, op):
+    with pytest.raises(TypeError) as exc:
+        eval(f"'a' {op} v", {"v": engine.Value(1.0)})
+    msg = str(exc.value)
+    if op == "+":  # str's own error, as for 'a' + 1.5: the str first, the Value second
+        assert msg.startswith('can only concatenate str (not "') and "Value" in msg, msg
+    else:
+        assert msg.startswith("can't multiply sequence by non-int of type '") and "Value" in msg, msg
+
+
+def test_a_layer_names_a_bad_input_alike_on_both_engines():
+    # nn runs on the engine micrograd picked: CI's two runs cover both
+    from micrograd.nn import MLP
+    with pytest.raises(TypeError, match=r"^inputs must be Values or real numbers, not 'str'$"):
+        MLP(2, [3, 1])("ab")
