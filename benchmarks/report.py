@@ -148,7 +148,7 @@ def plot(rows, path):
         import matplotlib
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
-        from matplotlib.ticker import NullFormatter
+        from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
     except ImportError:
         return ("--plot needs matplotlib, which is not installed: "
                 "pip install matplotlib (or pip install -e '.[bench]'); no chart written")
@@ -164,8 +164,9 @@ def plot(rows, path):
         groups[-1][1].append(r)
     if not groups:
         return "nothing to plot"
-    colors = {"compiled": "#1f77b4", "pure": "#ff7f0e", "upstream": "#7f7f7f", "torch": "#d62728"}
-    ncol = 3
+    colors = {"compiled": "#1f77b4", "pure": "#ff7f0e", "upstream": "#7f7f7f", "torch": "#d62728",
+              "inline": "#8c564b", "floor": "#2ca02c"}
+    ncol = min(3, len(groups))  # one workload: one panel, not a two-thirds blank figure
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 2.4 * nrow), squeeze=False)
     for ax, ((wl, metric), rs) in zip(axes.flat, groups):
@@ -181,8 +182,15 @@ def plot(rows, path):
         vals = [r["stats"]["median"] * scale if r["stats"] else 0.0 for r in rs]
         ax.barh(names, vals, color=[colors.get(n, "#555") for n in names])
         ax.set_xscale("log")
-        ax.xaxis.set_minor_formatter(NullFormatter())
         lo = min(v for v in vals if v > 0)
+        hi = max(vals)
+        # whole decades, at least two: an autoscaled window inside one decade draws 6.8e3 vs
+        # 8.2e3 like a 10x gap and may show no tick label at all; each decade is labelled
+        d0, d1 = math.floor(math.log10(lo)), math.ceil(math.log10(hi * 1.6))
+        ax.set_xlim(10.0 ** d0, 10.0 ** max(d1, d0 + 2))
+        ax.xaxis.set_major_locator(LogLocator(base=10))
+        ax.xaxis.set_major_formatter(LogFormatterSciNotation(base=10))
+        ax.xaxis.set_minor_formatter(NullFormatter())
         for y, r in enumerate(rs):
             if not r["stats"]:  # e.g. upstream's RecursionError
                 ax.text(lo, y, f" {r['status']}", va="center", fontsize=7, color="#a00")
@@ -191,8 +199,9 @@ def plot(rows, path):
         ax.set_xlabel(f"{label} (log scale, lower is better)", fontsize=8)
         ax.tick_params(labelsize=8)
         for y, v in enumerate(vals):
-            if v > 0:
-                ax.text(v, y, f" {v:.3g}", va="center", fontsize=7)
+            if v > 0:  # the value, and how many times the fastest bar's it is
+                ax.text(v, y, f" {v:.3g}" + (f" ({v / lo:.3g}×)" if v != lo else ""),
+                        va="center", fontsize=7)
     for ax in list(axes.flat)[len(groups):]:
         ax.axis("off")
     fig.suptitle("micrograd, compiled: benchmarks (medians)", fontsize=11)

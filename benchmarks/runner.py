@@ -79,7 +79,8 @@ def ensure_upstream(allow_install, log):
     try:
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         ok = r.returncode == 0 and (tmp / "micrograd" / "engine.py").is_file()
-        said = (r.stderr or r.stdout).strip().splitlines()
+        # offline, pip repeats one retry warning per attempt: each line once
+        said = list(dict.fromkeys((r.stderr or r.stdout).strip().splitlines()))
     except (OSError, subprocess.TimeoutExpired) as exc:
         ok, said = False, [str(exc)]
     if not ok:
@@ -306,7 +307,8 @@ def main(argv=None):
            "gc": gc_state, "method": report.method_line(gc_state),
            "implementations": impls, "missing": missing, "wall_seconds": total,
            "descriptions": DESCRIPTIONS, "results": results, "rows": rows,
-           "targets": evaluate_targets(rows, arena.get("node_bytes") if arena else None),
+           "targets": evaluate_targets(rows, arena.get("node_bytes") if arena else None,
+                                       {r["workload"] for r in results}),
            "mismatches": compare_checks(results)}
     print(report.render(doc, args.markdown))
 

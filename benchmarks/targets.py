@@ -81,10 +81,15 @@ def evaluate(target, rows):
     raise ValueError(f"unknown kind of target {kind!r}")
 
 
-def evaluate_targets(rows, arena_node_bytes=None):
-    """Every target of TARGETS in turn, with the figure; the RSS one names the node struct's size."""
+def evaluate_targets(rows, arena_node_bytes=None, workloads=None):
+    """Every target of TARGETS in turn, with the figure; the RSS one names the node struct's size.
+
+    With `workloads` (those a run ran, e.g. under --only), targets of other workloads are left out.
+    """
     out = []
     for target in TARGETS:
+        if workloads is not None and target["workload"] not in workloads:
+            continue
         t = evaluate(target, rows)
         if t is None:
             continue

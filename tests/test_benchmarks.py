@@ -187,3 +187,26 @@ def test_microgpt_script_matches_its_own_value_class():
         a, b = ours.step(), theirs.step()
         assert a == pytest.approx(b, rel=1e-12)
     assert [p.data for p in ours.params] == pytest.approx([p.data for p in theirs.params], rel=1e-9)
+
+
+def _row(wl, metric, impl, median, unit="s"):
+    return {"workload": wl, "metric": metric, "impl": impl, "unit": unit, "error": None,
+            "status": None, "stats": {"median": median, "min": median, "max": median, "n": 1}}
+
+
+def test_targets_of_workloads_not_run_are_left_out():
+    rows = [_row("more_ops", "build+backward", "compiled", 2e-6)]
+    got = targets.evaluate_targets(rows, workloads={"more_ops"})
+    assert [t["target"] for t in got] == ["test_more_ops graph ≥ 25× upstream"]
+    assert len(targets.evaluate_targets(rows)) > 1  # a whole run lists every target
+
+
+def test_a_one_workload_chart_is_one_panel_wide(tmp_path):
+    pytest.importorskip("matplotlib")
+    import struct
+    rows = [_row("more_ops", "build+backward", "compiled", 6.8e-6),
+            _row("more_ops", "build+backward", "pure", 8.2e-6)]
+    path = tmp_path / "one.png"
+    assert report.plot(rows, str(path)) is None
+    width, _ = struct.unpack(">II", path.read_bytes()[16:24])
+    assert width <= 5 * 120 + 10, width  # one 5-inch column at 120 dpi, not three
