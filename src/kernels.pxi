@@ -117,7 +117,9 @@ cdef int _rows_check(ArenaC* A, _Rows rw, Py_ssize_t nin) except -1:
             row = <object>PySequence_Fast_ITEMS(rw.ws)[j]
             if len(row) != rw.nin:
                 break
-            if memcmp(PySequence_Fast_ITEMS(row), seen + k, rw.nin * sizeof(PyObject*)) != 0:
+            # (an empty row's items may be NULL: memcmp must not see it, even for 0 bytes)
+            if rw.nin != 0 and memcmp(PySequence_Fast_ITEMS(row), seen + k,
+                                      rw.nin * sizeof(PyObject*)) != 0:
                 break
             k += rw.nin
         else:

@@ -1006,8 +1006,12 @@ def test_hostile_programs_agree_on_both_engines_and_never_crash():
                 msg = f"child exit {p.returncode} (negative: killed by a signal)\n{out[-6000:]}\n{err[-4000:]}"
                 if p.returncode < 0 or "FAILED" not in out:
                     with open(last) as f:
-                        prog = eval(f.read())  # noqa: S307 - our own repr of plain data
-                    msg += f"\nthe program it was running:\n{describe(prog)}\nrepr: {prog!r}"
+                        text = f.read()
+                    try:  # our own repr of plain data (floats may print as inf or nan)
+                        prog = eval(text, {"inf": math.inf, "nan": math.nan})  # noqa: S307
+                        msg += f"\nthe program it was running:\n{describe(prog)}\nrepr: {prog!r}"
+                    except Exception:
+                        msg += f"\nthe program it was running (repr): {text[:4000]}"
                 reports.append(msg)
     finally:
         for p, last in procs:
