@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks._workloads import SIZES
+from benchmarks._workloads import SCRIPT_WORKLOADS, SIZES
 from benchmarks.stats import build_rows, compare_checks
 from benchmarks.targets import evaluate_targets
 
@@ -39,7 +39,6 @@ DESCRIPTIONS = {
     "microgpt16": "benchmarks/microgpt.py, a scalar-Value char GPT (n_embd 16, 1 layer, 4 heads): one training step",
     "microgpt32": "benchmarks/microgpt.py at n_embd 32, 2 layers, 4 heads: one training step",
 }
-SCRIPT_WORKLOADS = {"microgpt16", "microgpt32"}
 # Workloads PyTorch does not run, per mode: memory is not measured; one scalar tensor per node
 # makes its 10^6-deep chain take about a minute, too long for --quick.
 TORCH_SKIPS = {"smoke": {"memory"}, "quick": {"memory", "deep_chain"}, "full": {"memory"}}
