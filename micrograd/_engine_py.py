@@ -481,7 +481,8 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any],
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     if len(ws) != len(bs):
         raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
-    xs = [_as_value(xi) for xi in x]
+    # a tuple of our own first: an input's __float__ may run code that changes the caller's list
+    xs = [_as_value(xi) for xi in tuple(x)]
     out = []
     for w, b in zip(ws, bs):
         if len(w) != len(xs):

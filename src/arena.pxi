@@ -156,7 +156,8 @@ cdef void call_decref(ArenaC* A, MgCall* c) noexcept:
     if c.refcnt == 0:
         for i in range(c.nin):
             node_decref(A, c.x[i])
-        rows_decref(A, c.rows)
+        if c.rows != NULL:  # NULL: a layer call that failed before it took its rows
+            rows_decref(A, c.rows)
         PyMem_Free(c)
 
 

@@ -148,12 +148,18 @@ cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
 def _layer_rows(_Rows rows not None, x, act):
     """_layer over rows made by _rows; a row edited since (w[i] = ...) is seen and packed again."""
     # one dot node per neuron, summed left to right from b_j as upstream's Neuron; one call
-    # block holds the inputs
+    # block holds the inputs.
+    # Python code can run here in two places (see the discipline in _arena.h): an input's
+    # __float__ while the inputs are converted, and anything _wrap's allocation triggers (a
+    # collection, its callbacks) while the outputs are made. So every input is converted
+    # first, the rows are checked (and packed again if a weight changed, even from that
+    # __float__) only after, and the packing used is held by this call: a nested call that
+    # packs the rows again frees only its own reference.
     cdef ArenaC* A = ARENA
     cdef uint8_t code
     cdef Py_ssize_t nin, nout, j, i
-    cdef MgRows* r
-    cdef MgCall* call
+    cdef MgRows* r = NULL
+    cdef MgCall* call = NULL
     cdef NodeC** row
     cdef NodeC* n
     cdef NodeC* xi_node
@@ -161,6 +167,8 @@ def _layer_rows(_Rows rows not None, x, act):
     cdef double acc, d
     cdef list out
     cdef double* xd = NULL
+    cdef bint grad = A.grad_enabled, plain
+    cdef uintptr_t leafgen
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     code = _ACTS[act]
@@ -168,11 +176,8 @@ def _layer_rows(_Rows rows not None, x, act):
         # a tuple of our own: an input's __float__ may run Python that changes the caller's list
         x = tuple(x)
     nin = len(x)
-    _rows_check(A, rows, nin)
-    r = rows.r
-    nout = rows.nout
     out = []
-    if not A.grad_enabled:  # no graph: plain numbers in, leaves out
+    if not grad:  # no graph: plain numbers in, leaves out
         xd = <double*>PyMem_Malloc((nin if nin else 1) * sizeof(double))
         if xd == NULL:
             raise MemoryError()
@@ -183,6 +188,10 @@ def _layer_rows(_Rows rows not None, x, act):
                     xd[i] = _node(<Value>xi).data
                 elif not _real(xi, &xd[i]):
                     raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+            _rows_check(A, rows, nin)
+            r = rows.r
+            r.refcnt += 1
+            nout = r.nout
             for j in range(nout):
                 row = &r.nodes[j * (nin + 1)]
                 acc = row[0].data
@@ -193,13 +202,14 @@ def _layer_rows(_Rows rows not None, x, act):
                 out.append(_wrap(A, node_new(A, OP_LEAF, acc)))
         finally:
             PyMem_Free(xd)
+            if r != NULL:
+                rows_decref(A, r)
         return out
     call = <MgCall*>PyMem_Malloc(sizeof(MgCall) + (nin if nin else 1) * sizeof(NodeC*))
     if call == NULL:
         raise MemoryError()
     call.refcnt = 1  # ours while the nodes are made
-    call.rows = r
-    r.refcnt += 1
+    call.rows = NULL  # set once the inputs are in (call_decref allows NULL)
     call.pass_ = 0
     call.nin = 0
     try:
@@ -214,6 +224,13 @@ def _layer_rows(_Rows rows not None, x, act):
             node_link(xi_node)
             call.x[i] = xi_node
             call.nin += 1
+        _rows_check(A, rows, nin)
+        r = rows.r
+        call.rows = r
+        r.refcnt += 1
+        nout = r.nout
+        plain = rows.plain  # as packed: a nested repack changes rows, not this call's r
+        leafgen = rows.leafgen
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
                 mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
@@ -224,11 +241,11 @@ def _layer_rows(_Rows rows not None, x, act):
             n.u.kids = call
             call.refcnt += 1
             n.a = <NodeC*>row
-            if rows.plain:
+            if plain:
                 # every weight a plain leaf: backward need not mark them, until some leaf
                 # anywhere becomes a user-defined op (A.leafgen moves on; this no longer holds)
                 n.flags |= F_WLEAVES
-                n.v.leafgen = rows.leafgen
+                n.v.leafgen = leafgen
             if code != OP_LEAF:
                 n = _act_node(A, code, n)
             out.append(_wrap(A, n))

@@ -83,8 +83,6 @@ AMBIENT = ("weakref", "del", "gc", "alarm")
 KNOWN_FAILING = ",".join([
     "compare:reinit",         # a re-initialised Value: compiled graphs keep its old node (issue 17.6)
     "leaks:reinit",           # ... and a re-initialised user op held by a graph leaks its node
-    "compare:clear",          # the pure layer reads the caller's list while converting it
-    "compare:float:reweight",  # the compiled layer reads weights before converting its inputs
 ])
 
 

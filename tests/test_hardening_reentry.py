@@ -122,9 +122,7 @@ def test_operand_float_runs_before_a_division_by_zero(engine, tmp_path):
     """, engine, tmp_path), ["ZeroDivisionError", "1.0", "-3.0"])
 
 
-@engines(python="the pure engine's layer reads the caller's list while converting it, so an "
-                "input's __float__ that empties the list gives a ValueError (compiled: the inputs as "
-                "they were when the call began; tests/test_hardening_internal.py)")
+@engines()
 def test_input_float_empties_the_list_during_a_layer_call(engine, tmp_path):
     # found by the fuzzer: Neuron(2)([H]) where H.__float__ clears the list
     check(run_child("""
@@ -139,9 +137,7 @@ def test_input_float_empties_the_list_during_a_layer_call(engine, tmp_path):
     """, engine, tmp_path), ["2.5"])
 
 
-@engines(compiled="issue 16: under no_grad, a nested call of the same layer from an input's "
-                  "__float__ re-packs the shared rows and frees the packing the outer call reads "
-                  "(segfault)")
+@engines()
 def test_input_float_replaces_a_weight_and_calls_the_same_layer(engine, tmp_path):
     check(run_child("""
         layer = nn.Layer(50, 3)
@@ -165,8 +161,7 @@ def test_input_float_replaces_a_weight_and_calls_the_same_layer(engine, tmp_path
 
 
 @pytest.mark.parametrize("call", ["Neuron", "Layer"])
-@engines(compiled="found by the fuzzer: a layer call reads its weights before it converts its "
-                  "inputs, so a weight replaced by an input's __float__ is not used (pure: it is)")
+@engines()
 def test_input_float_replaces_a_weight_during_the_call(engine, call, tmp_path):
     check(run_child(f"""
         m = nn.{call}(1, 2, activation="linear") if "{call}" == "Layer" else nn.Neuron(1, activation="linear")
