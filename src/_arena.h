@@ -75,7 +75,9 @@ static inline unsigned mg_ctz64(uint64_t x) {
 enum {
     F_HEAVY = 1,   /* the handle must outlive its users: Python state (label, _op text,
                       _backward, attributes) or shown by _prev/_children (identity) */
-    F_PINNED = 2,  /* the node holds a strong reference to its handle */
+    F_PINNED = 2,  /* F_HEAVY, or a bridge over an F_HEAVY child (handles.pxi), and with its
+                      handle: every count of the node but the handle's own is also a strong
+                      reference to the handle (node_link_n, node_decref) */
     F_INTEXP = 4,  /* OP_POWC's exponent was an int: _op reads '**2', not '**2.0' */
     F_WLEAVES = 8, /* OP_DOT: every weight was a plain leaf when packed, as of v.leafgen */
     F_LATE = 16    /* a leaf given a _backward: a user-defined op with no children, not on the
@@ -179,8 +181,10 @@ static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
  *   node goes on the dead stack (dead, linked through .handle) and the drain frees it and
  *   releases its children, in a loop: never recursion.
  * - A handle (Value) owns one count of its node; the node only borrows the handle (.handle)
- *   unless F_PINNED: then the node owns one Python reference to it (a handle with Python state,
- *   F_HEAVY, is pinned while a parent holds the node, so the state outlives the handle's users).
+ *   unless F_PINNED: a handle with Python state (F_HEAVY) is pinned, and then every other
+ *   count of its node (each parent link, each hold) is also one Python reference to the handle,
+ *   so the state outlives the handle's users, and the GC can be told which parent owns which
+ *   reference (handles.pxi's _traverse_pins; each is reported by at most one owner).
  * - Rows (MgRows) and calls (MgCall) are owned by their refcnt: a packed _Rows object and each
  *   call hold a row block; each dot node holds its call; both are freed by their last holder.
  * - slabs, the tables beside them, tape and order are owned by this struct (PyMem_Raw*); a

@@ -45,6 +45,7 @@ MG_ALWAYS_INLINE void mg_mark(MgScan *s, uint16_t ep, NodeC *c, Py_ssize_t *pend
         c->epoch = ep;
         if (c->flags & F_LATE) {
             c->refcnt++;  /* held while collected: the caller's Python code may drop it */
+            if (c->flags & F_PINNED) Py_INCREF(c->handle);  /* (as node_link: _arena.h) */
             s->order[s->cap - 1 - s->nlate++] = c;
         }
         else
@@ -182,6 +183,7 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
         if (collecting) {
             mg_mark_kids(s, n, &pending);
             n->refcnt++;  /* held while collected (released by the caller) */
+            if (n->flags & F_PINNED) Py_INCREF(n->handle);
             s->order[s->count++] = n;
         } else {
             mg_rule(n, s, ep, &pending);

@@ -162,16 +162,23 @@ cdef void call_decref(ArenaC* A, MgCall* c) noexcept:
 
 
 cdef inline void _pin(NodeC* n) noexcept:
-    # a handle with Python state must outlive its node's last parent, not its last user
+    # n's handle must outlive n's last parent, not its last user (it has Python state, or it
+    # bridges to a child that has: handles.pxi): from now on every count of n but the handle's
+    # own is also a reference to the handle, so the GC can be told which parent owns which
+    # (see _traverse_pins)
+    cdef uint32_t i
     n.flags |= F_PINNED
-    Py_INCREF(<object>n.handle)
+    for i in range(n.refcnt - 1):
+        Py_INCREF(<object>n.handle)
 
 
 cdef inline void node_link_n(NodeC* n, uint32_t k) noexcept:
-    """n gains k parents."""
+    """n gains k parents (or holders)."""
+    cdef uint32_t i
     n.refcnt += k
-    if (n.flags & (F_HEAVY | F_PINNED)) == F_HEAVY and n.handle != NULL:
-        _pin(n)
+    if n.flags & F_PINNED:
+        for i in range(k):
+            Py_INCREF(<object>n.handle)
 
 
 cdef inline void node_link(NodeC* n) noexcept:
@@ -278,16 +285,12 @@ cdef void _push_dead(ArenaC* A, NodeC* n) noexcept:
         _drain(A)
 
 
-cdef void _unpin(NodeC* n) noexcept:
-    # only the handle is left: unpin it; it may die now (and release n in turn)
-    n.flags &= ~F_PINNED
-    Py_DECREF(<object>n.handle)
-
-
 cdef inline void node_decref(ArenaC* A, NodeC* n) noexcept:
     n.refcnt -= 1
     if n.refcnt == 0:
         _push_dead(A, n)
-    elif n.refcnt == 1 and (n.flags & F_PINNED):
-        _unpin(n)
+    elif n.flags & F_PINNED:
+        # the reference this count held on the handle: when it was the last one but the
+        # handle's own users', the handle may die now (and release n in turn)
+        Py_DECREF(<object>n.handle)
 

@@ -112,7 +112,7 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
     sc.count = 0
     sc.nlate = 0
     A.backward_depth += 1
-    root.refcnt += 1
+    _hold(root)
     try:
         if sc.cap <= A.live:  # every reachable node fits: no capacity checks in the loop
             PyMem_RawFree(sc.order)

@@ -30,13 +30,15 @@ cdef inline NodeC* _mkc(ArenaC* A, uint8_t op, double data, NodeC* a, double aux
 
 
 cdef inline bint _pins_below(NodeC* n) noexcept:
-    # a handle over a pinned child (a user-defined op's output) may sit in a cycle through that
-    # op's closure: the GC must see it to follow the chain (see _traverse_pins)
+    # a handle over a child with Python state (a user-defined op's output, a label) may sit in
+    # a cycle through that state (the op's closure): it is a bridge, tracked and pinned, so the
+    # GC can follow the chain from a user op's closure through the built-in op to the next
+    # user op (see _traverse_pins). One level only: a handle over a bridge is not one.
     if n.op == OP_LEAF or n.op >= OP_DOT:
         return False
-    if n.a.flags & F_PINNED:
+    if n.a.flags & F_HEAVY:
         return True
-    return MG_ARITY[n.op] == 2 and (n.v.b.flags & F_PINNED) != 0
+    return MG_ARITY[n.op] == 2 and (n.v.b.flags & F_HEAVY) != 0
 
 
 cdef Value _wrap(ArenaC* A, NodeC* n):
@@ -54,6 +56,7 @@ cdef Value _wrap(ArenaC* A, NodeC* n):
         n.refcnt += 1
         if _pins_below(n):
             PyObject_GC_Track(v)
+            _pin(n)
         return v
     try:
         v = Value.__new__(Value)
@@ -62,11 +65,13 @@ cdef Value _wrap(ArenaC* A, NodeC* n):
             n.refcnt = 1
             node_decref(A, n)
         raise
-    if not _pins_below(n):
-        PyObject_GC_UnTrack(v)  # plain handles cannot be in a cycle; keep them out of the GC
     v.c = n
     n.handle = <PyObject*>v
     n.refcnt += 1
+    if _pins_below(n):
+        _pin(n)
+    else:
+        PyObject_GC_UnTrack(v)  # plain handles cannot be in a cycle; keep them out of the GC
     return v
 
 
@@ -77,7 +82,7 @@ cdef inline NodeC* _node(Value v) except NULL:
 
 
 cdef inline NodeC* _hold(NodeC* n) noexcept:
-    n.refcnt += 1
+    node_link_n(n, 1)  # (a pinned node's holds are references to its handle, as its links)
     return n
 
 
@@ -161,7 +166,7 @@ cdef void _attrs_set(PyObject* o) noexcept:
 cdef void _mark_heavy(Value v) noexcept:
     cdef NodeC* n = v.c
     n.flags |= F_HEAVY
-    if not (n.flags & F_PINNED) and n.refcnt > 1:
+    if not (n.flags & F_PINNED):
         _pin(n)
 
 
@@ -174,15 +179,21 @@ def _noop():
 
 
 cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
+    # The references a pinned child's count holds on its handle, reported by the handle that
+    # owns the link: o's node's links are o's alone when nothing else holds the node (a count
+    # of 1, o's own), or when the node is pinned to o (it lives exactly as long as o). A dot
+    # node's links belong to its row and call blocks, which other nodes share: not reported.
+    # What is not reported keeps its target alive (a leak at worst, never a graph cleared
+    # while in use).
     cdef NodeC* n = (<Value>o).c
     cdef NodeC* k
     cdef uint32_t i
     cdef int r
-    if n == NULL:
+    if n == NULL or n.op == OP_DOT or (n.refcnt != 1 and not (n.flags & F_PINNED)):
         return 0
     for i in range(mg_nkids(n)):
         k = node_kid(n, i)
-        if (k.flags & F_PINNED) and k.refcnt == 2 and k.handle != NULL:
+        if k.flags & F_PINNED:  # (a pinned node has its handle)
             r = visit(k.handle, arg)
             if r:
                 return r
@@ -198,7 +209,7 @@ cdef void _release_handle(PyObject* o) noexcept:
     if n != NULL:
         (<Value>o).c = NULL
         n.handle = NULL
-        n.flags &= ~F_PINNED
+        n.flags &= ~(F_PINNED | F_HEAVY)  # (pinned, its count was the last: 1)
         node_decref(A, n)
 
 
