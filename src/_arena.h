@@ -228,6 +228,8 @@ typedef struct {
     Py_ssize_t order_cap;
     int backward_depth;        /* > 0 inside backward(); a nested one gets its own buffer */
     uint16_t epoch;
+    uint64_t epochs_active[1024]; /* a bit per epoch a running pass marks with (several run at
+                                     once: nested, or in threads); a wrap keeps their marks */
     uint64_t passes;
     /* generations, and the grad mode */
     uintptr_t leafgen;

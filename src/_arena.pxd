@@ -71,6 +71,7 @@ cdef extern from "_arena.h":
         Py_ssize_t order_cap
         int backward_depth
         uint16_t epoch
+        uint64_t epochs_active[1024]
         uint64_t passes
         uintptr_t leafgen
         uint64_t reinit

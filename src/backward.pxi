@@ -16,13 +16,22 @@ cdef int _local(NodeC* n) except -1:
 # reused between calls; a nested backward (from a user-defined op) gets its own
 
 
+cdef inline bint _epoch_active(ArenaC* A, uint16_t e) noexcept:
+    return (A.epochs_active[e >> 6] >> (e & 63)) & 1
+
+
 cdef void _reset_epochs(ArenaC* A) noexcept:
+    """The epoch wrapped: clear every mark but those of the passes still running (a signal
+    handler's or another thread's passes may wrap it while an outer pass is mid-scan)."""
     cdef Py_ssize_t s, i
+    cdef NodeC* n
     for s in range(A.nslabs):
         if A.slab_nfree[s] == SLAB_NODES:
             continue  # nothing live: node_new sets a node's epoch when it hands it out
         for i in range(SLAB_NODES):
-            A.slabs[s][i].epoch = 0
+            n = &A.slabs[s][i]
+            if n.epoch != 0 and not _epoch_active(A, n.epoch):
+                n.epoch = 0
 
 
 cdef void _give_back_memory(ArenaC* A, double now) noexcept:
@@ -65,12 +74,25 @@ def _after_gc(phase, info):
 
 
 
-cdef uint16_t _next_epoch(ArenaC* A) noexcept:
-    A.epoch += 1
-    if A.epoch == 0:  # wrapped: no node may look marked
-        _reset_epochs(A)
-        A.epoch = 1
-    return A.epoch
+cdef uint16_t _next_epoch(ArenaC* A) except 0:
+    """A fresh epoch: no node bears it, and no running pass uses it (_epoch_begin claims it)."""
+    cdef Py_ssize_t tries
+    for tries in range(65536):
+        A.epoch += 1
+        if A.epoch == 0:  # wrapped: no node may look marked by a pass that is over
+            _reset_epochs(A)
+            A.epoch = 1
+        if not _epoch_active(A, A.epoch):
+            return A.epoch
+    raise RuntimeError("micrograd: 65535 backward passes are running at once")
+
+
+cdef inline void _epoch_claim(ArenaC* A, uint16_t e) noexcept:
+    A.epochs_active[e >> 6] |= (<uint64_t>1) << (e & 63)
+
+
+cdef inline void _epoch_release(ArenaC* A, uint16_t e) noexcept:
+    A.epochs_active[e >> 6] &= ~((<uint64_t>1) << (e & 63))
 
 
 cdef Py_ssize_t _tape_find(ArenaC* A, NodeC* n) noexcept:
@@ -111,6 +133,7 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
         sc.order = A.order; sc.cap = A.order_cap
     sc.count = 0
     sc.nlate = 0
+    sc.ep = 0  # none claimed yet
     A.backward_depth += 1
     _hold(root)
     try:
@@ -122,6 +145,7 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
                 raise MemoryError("micrograd: no memory for backward's work buffers")
             sc.cap = A.live + 1024
         sc.ep = _next_epoch(A)
+        _epoch_claim(A, sc.ep)
         A.passes += 1
         sc.pass_ = A.passes
         sc.leafgen = A.leafgen
@@ -159,6 +183,8 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
         for i in range(sc.count + sc.nlate):
             node_decref(A, sc.order[i] if i < sc.count else sc.order[sc.cap - 1 - (i - sc.count)])
         A.backward_depth -= 1
+        if sc.ep != 0:
+            _epoch_release(A, sc.ep)
         if nested:
             PyMem_RawFree(sc.order)
         else:

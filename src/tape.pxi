@@ -28,10 +28,12 @@ cdef int _tape_resize(ArenaC* A, Py_ssize_t cap) noexcept:
 cdef void _tape_compact(ArenaC* A) noexcept:
     """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go.
     A free slot is seen in the free bits (dense, warm), so dead history costs no node read."""
-    cdef uint16_t ep = _next_epoch(A)  # marks 'newer entry seen'; no pass is running (A.scanning)
+    cdef uint16_t ep = _next_epoch(A)  # marks 'newer entry seen'; no pass is scanning
     cdef Py_ssize_t i, j = 0
     cdef uint32_t idx
     cdef NodeC* n
+    if ep == 0:
+        return  # (every epoch in use by a running pass: cannot happen; the tape stays as it is)
     i = A.tape_len - 1
     A.tape_swept += A.tape_len
     while i >= 0:
