@@ -111,8 +111,7 @@ class Value:
     def __init__(self, data: Any, _children: Iterable["Value"] = (), _op: Any = "", label: Any = "",
                  *, children: Iterable["Value"] | None = None,
                  local_grads: Iterable[Any] | None = None) -> None:
-        self.data = _num(data)
-        self.grad = 0.0
+        data = _num(data)
         if children is not None:
             _children = children
         if not isinstance(_op, str):
@@ -128,6 +127,10 @@ class Value:
             grads = tuple(_num(x, "a local grad") for x in local_grads)
             if len(grads) != len(children):
                 raise ValueError(f"got {len(children)} children but {len(grads)} local grads")
+        if children and _grad_enabled[0] and hasattr(self, "_seq"):
+            _refuse_cycle(self, children)  # __init__ run again: nothing changed yet
+        self.data = data
+        self.grad = 0.0
         # internal variables used for autograd graph construction
         self._children = children if _grad_enabled[0] else ()
         self._op = _op
@@ -399,6 +402,20 @@ def _rebuild(data: float, grad: float, label: Any) -> Value:
 
 def _is_real(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, (str, bytes))
+
+
+def _refuse_cycle(target: "Value", children: tuple) -> None:
+    """ValueError if target is below children: __init__ run again with them would make a Value
+    its own descendant (the compiled engine's counts could never free such a cycle)."""
+    stack, seen = list(children), set()
+    while stack:
+        v = stack.pop()
+        if v is target:
+            raise ValueError("a Value cannot become its own descendant: the new children "
+                             "already depend on it")
+        if id(v) not in seen:
+            seen.add(id(v))
+            stack.extend(v._children)
 
 
 class _NoGrad:

@@ -1,6 +1,79 @@
 # ---------------------------------------------------------------------------------------------
 # Value
 
+cdef int _refuse_cycle(ArenaC* A, NodeC* target, NodeC** arr) except -1:
+    """ValueError if target is among the nodes below arr's children (arr as mg_kids_new made
+    it): __init__ run again with them would make a node its own descendant, a cycle of counts
+    no collection could free (and a graph with no order). C only, so no Python code runs (and
+    frees a node) during the walk; the walk marks nodes with a fresh epoch and puts every mark
+    back after, as a pass may be mid-scan (this can run in a signal handler)."""
+    cdef uint16_t ep = _next_epoch(A)
+    cdef Py_ssize_t top = 0, cap = 64, nseen = 0, seencap = 64
+    cdef NodeC** st = <NodeC**>PyMem_Malloc(cap * sizeof(NodeC*))
+    cdef NodeC** seen = <NodeC**>PyMem_Malloc(seencap * sizeof(NodeC*))
+    cdef uint16_t* old = <uint16_t*>PyMem_Malloc(seencap * sizeof(uint16_t))
+    cdef NodeC* n
+    cdef uint32_t i, m
+    cdef int found = 0
+    cdef void* p
+    try:
+        if st == NULL or seen == NULL or old == NULL:
+            raise MemoryError()
+        m = <uint32_t>(<uintptr_t>arr[0])
+        for i in range(m):
+            if top == cap:
+                p = PyMem_Realloc(st, 2 * cap * sizeof(NodeC*))
+                if p == NULL:
+                    raise MemoryError()
+                st = <NodeC**>p
+                cap *= 2
+            st[top] = arr[1 + i]
+            top += 1
+        while top:
+            top -= 1
+            n = st[top]
+            if n == target:
+                found = 1
+                break
+            if n.epoch == ep:
+                continue
+            if nseen == seencap:
+                p = PyMem_Realloc(seen, 2 * seencap * sizeof(NodeC*))
+                if p == NULL:
+                    raise MemoryError()
+                seen = <NodeC**>p
+                p = PyMem_Realloc(old, 2 * seencap * sizeof(uint16_t))
+                if p == NULL:
+                    raise MemoryError()
+                old = <uint16_t*>p
+                seencap *= 2
+            seen[nseen] = n
+            old[nseen] = n.epoch
+            nseen += 1
+            n.epoch = ep
+            m = mg_nkids(n)
+            for i in range(m):
+                if top == cap:
+                    p = PyMem_Realloc(st, 2 * cap * sizeof(NodeC*))
+                    if p == NULL:
+                        raise MemoryError()
+                    st = <NodeC**>p
+                    cap *= 2
+                st[top] = node_kid(n, i)
+                top += 1
+    finally:
+        while nseen:
+            nseen -= 1
+            seen[nseen].epoch = old[nseen]
+        PyMem_Free(st)
+        PyMem_Free(seen)
+        PyMem_Free(old)
+    if found:
+        raise ValueError("a Value cannot become its own descendant: the new children already "
+                         "depend on it")
+    return 0
+
+
 @cython.freelist(64)
 @cython.embedsignature(False)  # the docstring carries the signature, for inspect.signature
 cdef class Value:
@@ -58,6 +131,12 @@ stores a single scalar value and its gradient"""
         old.u.kids = NULL
         n = NULL
         again = self.c != NULL
+        if again and arr != NULL:
+            try:
+                _refuse_cycle(ARENA, self.c, arr)
+            except BaseException:
+                PyMem_Free(arr)
+                raise
         if again:
             # __init__ run again on a live Value: its node takes the new content, so the graphs
             # and packs that hold it see it (the pure engine's Value is its node); the old

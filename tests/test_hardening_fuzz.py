@@ -78,12 +78,9 @@ CONTEXTS = {
 }
 AMBIENT = ("weakref", "del", "gc", "alarm")
 
-# The classes that still fail on main (tests/test_hardening_reentry.py names each): drop a word
-# (or set MICROGRAD_FUZZ_EXCLUDE) once its xfails turn into XPASSes.
-KNOWN_FAILING = ",".join([
-    "compare:reinit",         # a re-initialised Value: compiled graphs keep its old node (issue 17.6)
-    "leaks:reinit",           # ... and a re-initialised user op held by a graph leaks its node
-])
+# The classes that still fail on main (tests/test_hardening_reentry.py names each, as a strict
+# xfail): none today. A word goes here (or in MICROGRAD_FUZZ_EXCLUDE) only with its xfail.
+KNOWN_FAILING = ",".join([])
 
 
 def _excluded() -> set:
