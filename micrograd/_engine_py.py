@@ -314,17 +314,21 @@ class Value:
         """Backpropagate from this node: self.grad = 1, then every reachable node adds its part."""
         # children are always made before their parents, so taking the reachable nodes newest
         # first is a topological order (a heap, so depth is unbounded); leaves have no rule,
-        # except one the user gave a _backward: those run last, in the order they were reached
+        # except one the user gave a _backward: those run last, in the order they were reached.
+        # The whole order is taken before any rule runs, as upstream's topo and the compiled
+        # engine's scan: a rule that changes the graph (re-initialises a node) changes what
+        # later passes reach, not this one
         self.grad = 1.0
         if not self._children:
             self._backward()
             return
         marked = {self}
         heap = [(-self._seq, self)]
+        order = []
         late = []
         while heap:
             v = heapq.heappop(heap)[1]
-            v._backward()
+            order.append(v)
             for child in v._children:
                 if child not in marked:
                     marked.add(child)
@@ -332,6 +336,8 @@ class Value:
                         heapq.heappush(heap, (-child._seq, child))
                     elif child._backward is not _noop:
                         late.append(child)
+        for v in order:
+            v._backward()
         for v in late:
             v._backward()
 

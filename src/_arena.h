@@ -194,7 +194,44 @@ static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
  *   then no longer skip their weights' marks); reinit whenever Value.__init__ runs again on a
  *   live handle (packed rows compare it to see that a handle now means another node); passes
  *   counts backward passes (MgCall.pass marks a call's inputs once a pass); epoch numbers the
- *   node marks (mod 2**16, reset when it wraps). */
+ *   node marks (mod 2**16; a pass claims its epoch in epochs_active, and a wrap clears every
+ *   mark but the claimed ones).
+ *
+ * Re-entrancy: Python code can run in the middle of an engine call, and that code may call the
+ * engine again (build, drop, re-initialise, backward, call the same layer) or free what the
+ * call was using. The rules every engine function keeps:
+ * 1. Convert every operand to a C double (or a node) before taking node pointers or reading
+ *    packed rows; after a conversion that may have run Python, read self's node again.
+ * 2. Hold a count on every node (node_link_n / _hold) and on every row or call block that is
+ *    used across a call that can run Python, and release it only after the last use.
+ * 3. Never keep a raw pointer into a buffer Python code can reallocate or free (a Python
+ *    list's items, the tape, a _Rows' packing): copy what is needed (a tuple of the inputs, the
+ *    rows' flags into locals) or hold the block.
+ * 4. Release last: old children, old Python state (labels, rules, dicts) and temporary holds
+ *    are dropped at the end of a call, as their release can run Python.
+ * 5. A nested backward() (from a rule, a signal handler, a callback, another thread) works: it
+ *    gets its own order buffer, claims its own epoch, leaves the tape uncompacted while a pass
+ *    scans it, and the outer pass's held nodes stay held.
+ * Where Python code can run, and what guards it:
+ * - an operand's __float__/__index__ (numbers.pxi _real/_num): rule 1, in every op, setter,
+ *   Value(...), layer call (kernels.pxi converts all inputs before _rows_check) and optimizer
+ *   argument;
+ * - a handle's allocation (_wrap: the GC may run finalizers, weakref callbacks, gc.callbacks):
+ *   _wrap is an op's last step, a node nobody holds yet is freed if it fails; _kid_handles
+ *   holds the node and each child; a layer call holds its rows and call block (rule 2);
+ * - a release (node_decref of a pinned node, a handle's death, _drain, node_drop_kids): the
+ *   drain is a loop that only pushes while it runs (draining); _release_handle clears the
+ *   node's handle before its count goes; mg_dealloc untracks the dying handle first;
+ * - a user-defined op's rule and a signal handler inside backward() (_local, PyErr_CheckSignals
+ *   in _scan and the rule loop): rule 5; the nodes a pass collected are held;
+ * - a gc.callbacks hook (_after_gc): gives memory back only when no pass is running;
+ * - Value.__init__ run again (value.pxi): the node takes its new content in place (so packs,
+ *   graphs and optimizers see it), a node may not become its own descendant (_refuse_cycle, a
+ *   C-only walk), and the old children and state are released last (rule 4);
+ * - assignments of label, _op, _backward and attributes: the old object is released after the
+ *   node is updated.
+ * tests/test_hardening_reentry.py, tests/test_hardening_internal.py and the fuzzer
+ * (tests/test_hardening_fuzz.py, also under tests/sanitize.sh) hold each of these. */
 typedef struct {
     /* slabs of MG_SLAB_NODES nodes; free nodes are set bits, MG_SLAB_NODES / 64 words a slab */
     NodeC **slabs;

@@ -1,6 +1,14 @@
 # ---------------------------------------------------------------------------------------------
 # Value
 
+cdef bint _heavy_kid(NodeC* n) noexcept:
+    cdef uint32_t i
+    for i in range(mg_nkids(n)):
+        if node_kid(n, i).flags & F_HEAVY:
+            return True
+    return False
+
+
 cdef int _refuse_cycle(ArenaC* A, NodeC* target, NodeC** arr) except -1:
     """ValueError if target is among the nodes below arr's children (arr as mg_kids_new made
     it): __init__ run again with them would make a node its own descendant, a cycle of counts
@@ -172,6 +180,12 @@ stores a single scalar value and its gradient"""
             _track_if_may_cycle(self, label)
         if mg_has_attrs(<PyObject*>self):
             _mark_heavy(self)  # attributes set before __init__ ran again
+        if arr != NULL and _heavy_kid(self.c):
+            # over a child with Python state: a bridge the GC must see (as _wrap's)
+            if not PyObject_GC_IsTracked(self):
+                PyObject_GC_Track(self)
+            if not (self.c.flags & F_PINNED):
+                _pin(self.c)
         if again:
             node_drop_kids(ARENA, &old)
             old_state = None
