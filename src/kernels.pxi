@@ -182,12 +182,14 @@ def _layer_rows(_Rows rows not None, x, act):
         if xd == NULL:
             raise MemoryError()
         try:
-            for i in range(nin):
+            for i in range(nin):  # numbers first (their __float__ may change a Value input) ...
+                xi = x[i]
+                if not isinstance(xi, Value) and not _real(xi, &xd[i]):
+                    raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+            for i in range(nin):  # ... then the Values' data, as the graph path reads them
                 xi = x[i]
                 if isinstance(xi, Value):
                     xd[i] = _node(<Value>xi).data
-                elif not _real(xi, &xd[i]):
-                    raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             _rows_check(A, rows, nin)
             r = rows.r
             r.refcnt += 1

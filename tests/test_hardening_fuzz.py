@@ -1023,7 +1023,7 @@ if __name__ == "__main__":
     if cmd == "run":
         sys.exit(child_run(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] if len(sys.argv) > 4 else None))
     with open(sys.argv[2]) as f:
-        program = eval(f.read())  # noqa: S307
+        program = eval(f.read(), {"inf": math.inf, "nan": math.nan})  # noqa: S307
     if cmd == "replay":
         sys.exit(1 if replay(program) else 0)
     if cmd == "shrink":
