@@ -62,6 +62,7 @@ include "backward.pxi"
 include "value.pxi"
 include "kernels.pxi"
 include "optim.pxi"
+include "functional.pxi"
 include "testhooks.pxi"
 
 # ---------------------------------------------------------------------------------------------

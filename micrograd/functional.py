@@ -1,0 +1,197 @@
+"""Whole-list ops for scalar programs: each one engine call, with the numbers of the formula it replaces.
+
+    import micrograd.functional as F
+    logits = F.linear(x, w)          # [sum(wi * xi for wi, xi in zip(row, x)) for row in w]
+    probs = F.softmax(logits)
+
+A microgpt-style script spends most of its time in Python: generators, list comprehensions, one
+interpreter dispatch per scalar op. Swapping its helpers for these, line by line, keeps every
+number (each docstring shows the formula a function equals) and does the work in C:
+
+- `linear` and `dot` are the layer kernel (one fused node per row, as `Neuron`): the data are
+  bit for bit those of the formula, the gradients too (up to the order in which a Value used
+  twice accumulates);
+- `softmax`, `log_softmax`, `rmsnorm`, `sum`, `relu`, `tanh` and `sigmoid` build, in one call,
+  the very nodes the formula builds with scalar ops: data and gradients are its own, bit for bit.
+
+Inputs may mix Values and real numbers (a number is a constant: a leaf nobody reads the grad
+of). `no_grad()` is honoured. Both engines give the same bits.
+"""
+from __future__ import annotations
+
+import builtins
+from typing import Any, List, Optional, Sequence
+
+from micrograd.engine import Value, _impl
+from micrograd.losses import cross_entropy
+
+__all__ = ["linear", "dot", "sum", "softmax", "log_softmax", "rmsnorm", "relu", "tanh",
+           "sigmoid", "cross_entropy"]
+
+_COMPILED = hasattr(_impl, "_f_softmax")
+
+
+def _values(xs: Any, what: str) -> List[Value]:
+    """The sequence as Values, numbers first (a number's __float__ may run code), as a tuple of
+    its own (that code may change the caller's list)."""
+    items = tuple(xs)
+    floats = {}
+    for i, x in enumerate(items):
+        if not isinstance(x, Value):
+            if not _is_real(x):
+                raise TypeError(f"{what} must be Values or real numbers, not {type(x).__name__!r}")
+            floats[i] = Value(x)
+    return [floats[i] if i in floats else x for i, x in enumerate(items)]
+
+
+def _is_real(x: Any) -> bool:
+    import numbers
+    return isinstance(x, numbers.Real)
+
+
+def _rows(w: Any, what: str) -> List[list]:
+    rows = [row if type(row) is list else list(row) for row in w]
+    for j, row in enumerate(rows):
+        if len(row) != len(rows[0]):
+            raise ValueError(f"{what}: row {j} of w has {len(row)} elements, row 0 has {len(rows[0])}")
+        for i, wi in enumerate(row):
+            if not isinstance(wi, Value):
+                if not _is_real(wi):
+                    raise TypeError(f"{what}: w must hold Values or real numbers, "
+                                    f"not {type(wi).__name__!r}")
+                row[i] = Value(wi)  # (a copy of the caller's row, made above only if needed)
+    return rows
+
+
+def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
+           b: Optional[Sequence[Any]] = None) -> List[Value]:
+    """linear(x, w, b=None) -> [sum(wi * xi for wi, xi in zip(row, x)) for row in w].
+
+    With b: ``sum((wi * xi ...), b[j])`` for row j, as `Neuron` computes. One fused node per
+    row. Also the attention products: ``linear(q, keys)`` is the logits, ``linear(weights,
+    columns)`` (columns[j] = [v[j] for v in values]) the weighted sum of the values.
+    """
+    xs = tuple(x)
+    rows = [row if type(row) is list and all(isinstance(wi, Value) for wi in row) else None
+            for row in w]
+    if any(r is None for r in rows):
+        rows = _rows(w, "linear")
+    else:
+        for j, row in enumerate(rows):
+            if len(row) != len(rows[0]):  # type: ignore[arg-type]
+                raise ValueError(f"linear: row {j} of w has {len(row)} elements, "  # type: ignore[arg-type]
+                                 f"row 0 has {len(rows[0])}")  # type: ignore[arg-type]
+    if rows and len(rows[0]) != len(xs):  # type: ignore[arg-type]
+        raise ValueError(f"linear: w is {len(rows)}x{len(rows[0])} but x has "  # type: ignore[arg-type]
+                         f"{len(xs)} elements")
+    if b is None:
+        zero = Value(0.0)
+        bs = [zero] * len(rows)
+    else:
+        bs = _values(b, "biases")
+        if len(bs) != len(rows):
+            raise ValueError(f"linear: w has {len(rows)} rows but b has {len(bs)} elements")
+    return _impl._layer(rows, bs, xs, "linear")
+
+
+def dot(w: Sequence[Any], x: Sequence[Any]) -> Value:
+    """dot(w, x) -> sum(wi * xi for wi, xi in zip(w, x)), one fused node."""
+    w, x = list(w), tuple(x)
+    if len(w) != len(x):
+        raise ValueError(f"dot: w has {len(w)} elements but x has {len(x)}")
+    return linear(x, [w])[0]
+
+
+def sum(values: Sequence[Any], start: Any = 0) -> Value:
+    """sum(values, start=0) -> start + v0 + v1 + ..., the nodes built-in sum() makes.
+
+    Always a Value (of start, when values is empty), unlike built-in sum() of numbers.
+    """
+    if _COMPILED:
+        return _impl._f_sum(values, start)
+    vs = _values(values, "values")
+    if not isinstance(start, Value):
+        if not _is_real(start):
+            raise TypeError(f"start must be a Value or a real number, not {type(start).__name__!r}")
+        start = float(start) if type(start) is not float else start
+    if not vs:
+        return start if isinstance(start, Value) else Value(start)
+    acc = start
+    for v in vs:
+        acc = acc + v
+    return acc
+
+
+def softmax(logits: Sequence[Any]) -> List[Value]:
+    """softmax(logits) -> [e / total for e in exps], the max-subtracted form:
+
+        top = max(v.data for v in logits)
+        exps = [(v - top).exp() for v in logits]
+        total = sum(exps)
+    """
+    if _COMPILED:
+        return _impl._f_softmax(logits)
+    vs = _values(logits, "logits")
+    if not vs:
+        raise ValueError("softmax of an empty sequence")
+    top = max(v.data for v in vs)
+    exps = [(v - top).exp() for v in vs]
+    total = builtins.sum(exps)
+    return [e / total for e in exps]
+
+
+def log_softmax(logits: Sequence[Any]) -> List[Value]:
+    """log_softmax(logits) -> [s - lse for s in shifted]:
+
+        top = max(v.data for v in logits)
+        shifted = [v - top for v in logits]
+        lse = sum(s.exp() for s in shifted).log()
+    """
+    if _COMPILED:
+        return _impl._f_log_softmax(logits)
+    vs = _values(logits, "logits")
+    if not vs:
+        raise ValueError("log_softmax of an empty sequence")
+    top = max(v.data for v in vs)
+    shifted = [v - top for v in vs]
+    lse = builtins.sum([s.exp() for s in shifted]).log()
+    return [s - lse for s in shifted]
+
+
+def rmsnorm(x: Sequence[Any], eps: float = 1e-5) -> List[Value]:
+    """rmsnorm(x, eps=1e-5) -> [xi * scale for xi in x]:
+
+        ms = sum(xi * xi for xi in x) / len(x)
+        scale = (ms + eps) ** -0.5
+    """
+    if not _is_real(eps) or isinstance(eps, Value):
+        raise TypeError(f"eps must be a real number, not {type(eps).__name__!r}")
+    if _COMPILED:
+        return _impl._f_rmsnorm(x, float(eps))
+    vs = _values(x, "inputs")
+    if not vs:
+        raise ValueError("rmsnorm of an empty sequence")
+    ms = builtins.sum([xi * xi for xi in vs]) / len(vs)
+    scale = (ms + float(eps)) ** -0.5
+    return [xi * scale for xi in vs]
+
+
+def _map(xs: Sequence[Any], act: str) -> List[Value]:
+    if _COMPILED:
+        return _impl._f_map(xs, act)
+    return [getattr(v, act)() for v in _values(xs, "inputs")]
+
+
+def relu(xs: Sequence[Any]) -> List[Value]:
+    """relu(xs) -> [v.relu() for v in xs]."""
+    return _map(xs, "relu")
+
+
+def tanh(xs: Sequence[Any]) -> List[Value]:
+    """tanh(xs) -> [v.tanh() for v in xs]."""
+    return _map(xs, "tanh")
+
+
+def sigmoid(xs: Sequence[Any]) -> List[Value]:
+    """sigmoid(xs) -> [v.sigmoid() for v in xs]."""
+    return _map(xs, "sigmoid")
