@@ -185,10 +185,54 @@ def gpt(config, state, token, pos, keys, values):
     return linear(x, state["lm_head"])
 
 
+def gpt_fused(F, config, state, token, pos, keys, values):
+    """gpt() with its helpers and attention sums swapped for micrograd.functional (the recipe
+    (b) of the README): the same numbers, each list op one engine call."""
+    n_embd, n_head = config["n_embd"], config["n_head"]
+    head_dim = n_embd // n_head
+    x = [t + p for t, p in zip(state["wte"][token], state["wpe"][pos])]
+    x = F.rmsnorm(x)
+    for li in range(config["n_layer"]):
+        residual = x
+        x = F.rmsnorm(x)
+        q = F.linear(x, state[f"layer{li}.attn_wq"])
+        k = F.linear(x, state[f"layer{li}.attn_wk"])
+        v = F.linear(x, state[f"layer{li}.attn_wv"])
+        keys[li].append(k)
+        values[li].append(v)
+        heads = []
+        for h in range(n_head):
+            lo, hi = h * head_dim, (h + 1) * head_dim
+            q_h = q[lo:hi]
+            k_h = [kt[lo:hi] for kt in keys[li]]
+            v_h = [vt[lo:hi] for vt in values[li]]
+            logits = [s / head_dim ** 0.5 for s in F.linear(q_h, k_h)]
+            weights = F.softmax(logits)
+            heads.extend(F.linear(weights, [list(col) for col in zip(*v_h)]))
+        x = F.linear(heads, state[f"layer{li}.attn_wo"])
+        x = [a + b for a, b in zip(x, residual)]
+        residual = x
+        x = F.rmsnorm(x)
+        x = F.relu(F.linear(x, state[f"layer{li}.mlp_fc1"]))
+        x = F.linear(x, state[f"layer{li}.mlp_fc2"])
+        x = [a + b for a, b in zip(x, residual)]
+    return F.linear(x, state["lm_head"])
+
+
+VARIANTS = {
+    "a": "unchanged but for the import",
+    "b": "linear, softmax, rmsnorm and the attention sums from micrograd.functional",
+    "c": "as (b), and micrograd.optim.Adam for the hand-written Adam loop",
+}
+
+
 class Trainer:
     """microgpt's loop: one name per step, mean cross-entropy over its tokens, then Adam."""
 
-    def __init__(self, Value, n_embd=16, n_layer=1, steps=1000, lr=0.01, seed=42):
+    def __init__(self, Value, n_embd=16, n_layer=1, steps=1000, lr=0.01, seed=42, variant="a"):
+        if variant not in VARIANTS:
+            raise ValueError(f"unknown variant {variant!r}; choose one of {sorted(VARIANTS)}")
+        self.variant = variant
         self.config, self.state, self.params = make_model(Value, n_embd, n_layer, seed=seed)
         docs = make_names(2000)
         random.Random(seed).shuffle(docs)
@@ -197,6 +241,13 @@ class Trainer:
         self.m = [0.0] * len(self.params)
         self.v = [0.0] * len(self.params)
         self.step_no = 0
+        self.F = self.opt = None
+        if variant != "a":
+            import micrograd.functional as F
+            self.F = F
+        if variant == "c":
+            from micrograd.optim import Adam
+            self.opt = Adam(self.params, lr=lr, betas=(self.beta1, self.beta2), eps=self.eps)
 
     def step(self):
         """One training step; returns the step's loss as a float."""
@@ -207,15 +258,26 @@ class Trainer:
         keys = [[] for _ in range(config["n_layer"])]
         values = [[] for _ in range(config["n_layer"])]
         losses = []
+        F = self.F
         for pos in range(n):
-            logits = gpt(config, state, tokens[pos], pos, keys, values)
-            probs = softmax(logits)
+            if F is None:
+                logits = gpt(config, state, tokens[pos], pos, keys, values)
+                probs = softmax(logits)
+            else:
+                logits = gpt_fused(F, config, state, tokens[pos], pos, keys, values)
+                probs = F.softmax(logits)
             losses.append(-probs[tokens[pos + 1]].log())
         loss = (1 / n) * sum(losses)
         loss.backward()
         # Adam, by hand, with a linearly decaying learning rate
         t = self.step_no
         lr_t = self.lr * (1 - t / self.steps)
+        if self.opt is not None:  # the same update by micrograd.optim.Adam, one C loop
+            self.opt.lr = lr_t
+            self.opt.step()
+            self.opt.zero_grad()
+            self.step_no += 1
+            return float(loss.data)
         m, v, b1, b2 = self.m, self.v, self.beta1, self.beta2
         for i, p in enumerate(params):
             m[i] = b1 * m[i] + (1 - b1) * p.grad
@@ -247,8 +309,11 @@ def main(argv=None):
     p.add_argument("--embd", type=int, default=16)
     p.add_argument("--layers", type=int, default=1)
     p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--variant", default="a", choices=sorted(VARIANTS),
+                   help="; ".join(f"{k}: {v}" for k, v in VARIANTS.items()))
     args = p.parse_args(argv)
-    trainer = Trainer(value_class(args.value), args.embd, args.layers, steps=max(args.steps, 1000))
+    trainer = Trainer(value_class(args.value), args.embd, args.layers, steps=max(args.steps, 1000),
+                      variant=args.variant)
     for k in range(args.steps):
         t0 = time.perf_counter()
         loss = trainer.step()

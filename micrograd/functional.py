@@ -71,27 +71,23 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
     row. Also the attention products: ``linear(q, keys)`` is the logits, ``linear(weights,
     columns)`` (columns[j] = [v[j] for v in values]) the weighted sum of the values.
     """
-    xs = tuple(x)
-    rows = [row if type(row) is list and all(isinstance(wi, Value) for wi in row) else None
-            for row in w]
-    if any(r is None for r in rows):
-        rows = _rows(w, "linear")
-    else:
-        for j, row in enumerate(rows):
-            if len(row) != len(rows[0]):  # type: ignore[arg-type]
-                raise ValueError(f"linear: row {j} of w has {len(row)} elements, "  # type: ignore[arg-type]
-                                 f"row 0 has {len(rows[0])}")  # type: ignore[arg-type]
-    if rows and len(rows[0]) != len(xs):  # type: ignore[arg-type]
-        raise ValueError(f"linear: w is {len(rows)}x{len(rows[0])} but x has "  # type: ignore[arg-type]
-                         f"{len(xs)} elements")
+    xs = x if type(x) is tuple else tuple(x)
+    if type(w) is not list and type(w) is not tuple:
+        w = list(w)
+    nout = len(w)
     if b is None:
-        zero = Value(0.0)
-        bs = [zero] * len(rows)
+        bs = [Value(0.0)] * nout
     else:
         bs = _values(b, "biases")
-        if len(bs) != len(rows):
-            raise ValueError(f"linear: w has {len(rows)} rows but b has {len(bs)} elements")
-    return _impl._layer(rows, bs, xs, "linear")
+        if len(bs) != nout:
+            raise ValueError(f"linear: w has {nout} rows but b has {len(bs)} elements")
+    if nout and len(w[0]) != len(xs):
+        raise ValueError(f"linear: w is {nout}x{len(w[0])} but x has {len(xs)} elements")
+    try:
+        return _impl._layer(w, bs, xs, "linear")  # the kernel checks the rows as it packs them
+    except (TypeError, ValueError):
+        rows = _rows(w, "linear")  # numbers in w, or rows of different lengths: say which
+        return _impl._layer(rows, bs, xs, "linear")
 
 
 def dot(w: Sequence[Any], x: Sequence[Any]) -> Value:

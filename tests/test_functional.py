@@ -1,0 +1,267 @@
+"""micrograd.functional: each function equals the scalar formula it replaces, on data and grads."""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import micrograd.functional as F
+from micrograd import Value, no_grad
+from micrograd.engine import IMPLEMENTATION
+
+from conftest import NO_EXTENSIONS
+
+finite = st.floats(min_value=-4.0, max_value=4.0, allow_nan=False, allow_infinity=False)
+
+
+# ---- the formulas, written with scalar ops as a script would (microgpt's own) ----------------
+
+def c_softmax(logits):
+    top = max(v.data for v in logits)
+    exps = [(v - top).exp() for v in logits]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def c_log_softmax(logits):
+    top = max(v.data for v in logits)
+    shifted = [v - top for v in logits]
+    lse = sum(s.exp() for s in shifted).log()
+    return [s - lse for s in shifted]
+
+
+def c_rmsnorm(x, eps=1e-5):
+    ms = sum(xi * xi for xi in x) / len(x)
+    scale = (ms + eps) ** -0.5
+    return [xi * scale for xi in x]
+
+
+def c_linear(x, w, b=None):
+    if b is None:
+        return [sum(wi * xi for wi, xi in zip(row, x)) for row in w]
+    return [sum((wi * xi for wi, xi in zip(row, x)), bj) for row, bj in zip(w, b)]
+
+
+PAIRS = {  # name: (F's function, the formula), each a list -> list
+    "softmax": (F.softmax, c_softmax),
+    "log_softmax": (F.log_softmax, c_log_softmax),
+    "rmsnorm": (F.rmsnorm, c_rmsnorm),
+    "sum": (lambda xs: [F.sum(xs)], lambda xs: [sum(xs)]),
+    "sum_from_value": (lambda xs: [F.sum(xs[1:], xs[0])], lambda xs: [sum(xs[1:], xs[0])]),
+    "relu": (F.relu, lambda xs: [x.relu() for x in xs]),
+    "tanh": (F.tanh, lambda xs: [x.tanh() for x in xs]),
+    "sigmoid": (F.sigmoid, lambda xs: [x.sigmoid() for x in xs]),
+}
+
+
+@st.composite
+def inputs(draw, min_size=1):
+    """(floats, picks, numbers): picks[i] says which of the floats input i is (so a Value can
+    come twice), numbers[i] whether input i is a plain number instead of a Value."""
+    floats = draw(st.lists(finite, min_size=min_size, max_size=9))
+    n = draw(st.integers(min_size, 9)) if floats else 0
+    picks = draw(st.lists(st.integers(0, max(len(floats) - 1, 0)), min_size=n, max_size=n))
+    numbers = draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    return floats, picks, numbers
+
+
+def build(spec):
+    floats, picks, numbers = spec
+    vals = [Value(f) for f in floats]
+    xs = [floats[p] if num else vals[p] for p, num in zip(picks, numbers)]
+    return vals, xs
+
+
+def run(fn, spec, lift=False):
+    """fn's outputs' data, and the inputs' grads after backward of sum(c_i * out_i); lift: the
+    numbers made Values first (the formulas need Values; F takes a number as a constant)."""
+    vals, xs = build(spec)
+    outs = fn([x if isinstance(x, Value) else Value(x) for x in xs] if lift else xs)
+    loss = Value(0.0)
+    for i, o in enumerate(outs):
+        loss = loss + o * (0.5 + i)
+    loss.backward()
+    return [o.data for o in outs], [v.grad for v in vals]
+
+
+def same_bits(a, b):
+    return len(a) == len(b) and all(x == y or (math.isnan(x) and math.isnan(y)) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+@settings(max_examples=150, deadline=None)
+@given(spec=inputs())
+def test_each_function_is_its_formula_bit_for_bit(name, spec):
+    if name == "sum_from_value" and (not spec[2] or spec[2][0]):
+        spec = (spec[0], spec[1], [False] + list(spec[2][1:]))  # start must be a Value
+    fused, formula = PAIRS[name]
+    got, want = run(fused, spec), run(formula, spec, lift=True)
+    assert same_bits(got[0], want[0]), (got[0], want[0])
+    assert same_bits(got[1], want[1]), (got[1], want[1])
+
+
+@st.composite
+def linear_specs(draw):
+    nin = draw(st.integers(0, 6))
+    nout = draw(st.integers(0, 5))
+    w = draw(st.lists(st.lists(finite, min_size=nin, max_size=nin), min_size=nout, max_size=nout))
+    x = draw(st.lists(finite, min_size=nin, max_size=nin))
+    b = draw(st.none() | st.lists(finite, min_size=nout, max_size=nout))
+    w_numbers = draw(st.booleans())
+    x_shared = draw(st.booleans())  # x reuses the first weight's Value (the same Value in w and x)
+    return w, x, b, w_numbers, x_shared
+
+
+def run_linear(fn, spec):
+    w, x, b, w_numbers, x_shared = spec
+    W = [[wi if w_numbers else Value(wi) for wi in row] for row in w]
+    X = [Value(xi) for xi in x]
+    if x_shared and X and W and not w_numbers:
+        X[0] = W[0][0]
+    B = None if b is None else [Value(bj) for bj in b]
+    outs = fn(X, W, B) if B is not None else fn(X, W)
+    loss = Value(0.0)
+    for i, o in enumerate(outs):
+        loss = loss + o * (1.5 - i)
+    loss.backward()
+    leaves = X + ([] if w_numbers else [wi for row in W for wi in row]) + (B or [])
+    # (the formula's sum() of an empty row is the int 0, or b_j)
+    return [o.data if isinstance(o, Value) else float(o) for o in outs], [v.grad for v in leaves]
+
+
+@settings(max_examples=200, deadline=None)
+@given(spec=linear_specs())
+def test_linear_is_its_formula(spec):
+    got, want = run_linear(F.linear, spec), run_linear(c_linear, spec)
+    assert same_bits(got[0], want[0])
+    # one fused node per row: a Value used twice may sum its grad's parts in another order
+    assert all(math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-12) for g, w in zip(got[1], want[1]))
+
+
+@settings(max_examples=100, deadline=None)
+@given(w=st.lists(finite, min_size=1, max_size=8), data=st.data())
+def test_dot_is_linear_of_one_row(w, data):
+    x = data.draw(st.lists(finite, min_size=len(w), max_size=len(w)))
+    W, X = [Value(v) for v in w], [Value(v) for v in x]
+    assert F.dot(W, X).data == sum(wi * xi for wi, xi in zip(W, X)).data
+
+
+@pytest.mark.parametrize("name", ["softmax", "log_softmax", "rmsnorm"])
+@settings(max_examples=60, deadline=None)
+@given(xs=st.lists(finite, min_size=1, max_size=7))
+def test_grads_match_central_differences(name, xs):
+    fn = PAIRS[name][0]
+    coef = [0.5 + i for i in range(len(xs))]
+
+    def loss_at(vals):
+        return sum(c * o.data for c, o in zip(coef, fn([Value(v) for v in vals])))
+    vals = [Value(v) for v in xs]
+    loss = Value(0.0)
+    for c, o in zip(coef, fn(vals)):
+        loss = loss + o * c
+    loss.backward()
+    h = 1e-6
+    for i in range(len(xs)):
+        up, down = list(xs), list(xs)
+        up[i] += h
+        down[i] -= h
+        fd = (loss_at(up) - loss_at(down)) / (2 * h)
+        assert math.isclose(vals[i].grad, fd, rel_tol=1e-4, abs_tol=1e-4), (i, vals[i].grad, fd)
+
+
+def test_shapes_and_types_are_clear_errors():
+    a, b = Value(1.0), Value(2.0)
+    with pytest.raises(ValueError, match=r"linear: w is 1x3 but x has 2 elements"):
+        F.linear([a, b], [[a, b, a]])
+    with pytest.raises(ValueError, match=r"linear: row 1 of w has 1 elements, row 0 has 2"):
+        F.linear([a, b], [[a, b], [a]])
+    with pytest.raises(ValueError, match=r"linear: w has 2 rows but b has 1 elements"):
+        F.linear([a, b], [[a, b], [a, b]], [a])
+    with pytest.raises(ValueError, match=r"dot: w has 2 elements but x has 1"):
+        F.dot([a, b], [a])
+    with pytest.raises(TypeError, match=r"linear: w must hold Values or real numbers, not 'str'"):
+        F.linear([a], [["w"]])
+    for fn in (F.softmax, F.log_softmax, F.rmsnorm):
+        with pytest.raises(ValueError, match="empty sequence"):
+            fn([])
+        with pytest.raises(TypeError, match=r"must be Values or real numbers, not 'str'"):
+            fn([a, "x"])
+    with pytest.raises(TypeError, match="eps must be a real number"):
+        F.rmsnorm([a], eps="small")
+    with pytest.raises(TypeError, match="start must be a Value or a real number"):
+        F.sum([a], start="s")
+    with pytest.raises(ZeroDivisionError):
+        F.rmsnorm([Value(0.0), 0.0], eps=0)  # 0.0 ** -0.5, as the formula raises
+    assert a.data == 1.0 and b.data == 2.0  # nothing touched
+
+
+def test_mixed_numbers_and_values():
+    x = Value(0.5)
+    out = F.softmax([x, 1.0, 2])
+    assert [o.data for o in out] == [o.data for o in c_softmax([x, Value(1.0), Value(2)])]
+    out[0].backward()
+    assert x.grad != 0.0
+    assert F.sum([1, 2.5]).data == 3.5 and isinstance(F.sum([]), Value)
+    assert [o.data for o in F.linear([1.0, 2.0], [[3, 4]], [0.5])] == [11.5]
+
+
+def test_no_grad_makes_leaves_with_the_same_data():
+    xs = [Value(0.3), Value(-1.2), Value(2.0)]
+    with_graph = [o.data for o in F.softmax(xs)] + [o.data for o in F.rmsnorm(xs)]
+    with no_grad():
+        outs = F.softmax(xs) + F.rmsnorm(xs) + F.linear(xs, [xs]) + [F.sum(xs)]
+    assert [o.data for o in outs[:6]] == with_graph
+    assert all(o._prev == set() for o in outs)
+
+
+def test_a_fused_linear_node_shows_its_inputs():
+    w = [Value(1.0, label="w0"), Value(2.0, label="w1")]
+    x = [Value(3.0, label="x0"), Value(4.0, label="x1")]
+    out = F.linear(x, [w])[0]
+    assert set(w) | set(x) <= out._prev
+    assert out.data == 11.0
+
+
+def test_a_failure_part_way_frees_what_was_made():
+    import micrograd.engine as E
+    live = getattr(E._impl, "_live_nodes")
+    before = live()
+    for _ in range(20):
+        with pytest.raises(ZeroDivisionError):
+            F.rmsnorm([Value(0.0)] * 5, eps=0)  # made 5 squares and a sum before 0.0 ** -0.5
+    assert live() == before or before == -1
+
+
+@pytest.mark.skipif(NO_EXTENSIONS, reason="MICROGRAD_NO_EXTENSIONS is set: no compiled engine")
+def test_compiled_and_pure_agree_bit_for_bit():
+    code = textwrap.dedent("""
+        import random
+        import micrograd.functional as F
+        from micrograd import Value
+        rng = random.Random(4)
+        xs = [Value(rng.uniform(-3, 3)) for _ in range(12)]
+        w = [[Value(rng.uniform(-1, 1)) for _ in range(12)] for _ in range(5)]
+        h = F.linear(F.rmsnorm(xs), w, [Value(0.1)] * 5)
+        p = F.softmax(F.tanh(h)) + F.log_softmax(F.relu(h)) + F.sigmoid(h)
+        loss = F.sum([o * (i + 1) for i, o in enumerate(p)], Value(0.5))
+        loss.backward()
+        print(" ".join(v.hex() for v in [loss.data] + [x.grad for x in xs] + [wi.grad for r in w for wi in r]))
+    """)
+    outs = []
+    for pure in (False, True):
+        env = dict(os.environ)
+        env.pop("MICROGRAD_NO_EXTENSIONS", None)
+        if pure:
+            env["MICROGRAD_NO_EXTENSIONS"] = "1"
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout.split())
+    assert outs[0] == outs[1] and len(outs[0]) == 1 + 12 + 60
