@@ -113,6 +113,13 @@ def main(argv):
                     raise Unavailable(str(exc)) from None
                 out["engine"] = "float-only compiled class"
                 res = WORKLOADS[workload](floor.Value, P)
+        elif impl in ("functional", "functional-adam"):
+            # the compiled engine, with the README's recipe applied to the script
+            if workload not in SCRIPT_WORKLOADS:
+                raise Unavailable(f"{impl} runs only the scalar-script workloads")
+            mg = load_micrograd("compiled")
+            out["engine"] = mg.engine
+            res = WORKLOADS[workload](mg.Value, P, variant="b" if impl == "functional" else "c")
         elif impl == "torch":
             import torch
             import _torch_workloads

@@ -435,7 +435,7 @@ def run_memory(mg, P):
 
 # ---------------------------------------------------------------- microgpt-style tiny GPT
 
-def run_microgpt(Value, P, size):
+def run_microgpt(Value, P, size, variant="a"):
     """benchmarks/microgpt.py's training step with this Value class: a fixed number of steps.
 
     Every implementation runs the same steps on the same names (a fixed count, not adaptive), so
@@ -443,14 +443,15 @@ def run_microgpt(Value, P, size):
     """
     import microgpt
     n_embd, n_layer = P[size]
-    trainer = microgpt.Trainer(Value, n_embd, n_layer)
+    trainer = microgpt.Trainer(Value, n_embd, n_layer, variant=variant)
     losses = [trainer.step()]  # warm-up: step 0
     samples = []
     for _ in range(P["gpt_steps"]):
         t0 = _now()
         losses.append(trainer.step())
         samples.append((_now() - t0) / 1e9)
-    return {"metrics": [metric("step", "s", samples, note="forward + backward + the script's Adam loop")],
+    note = "forward + backward + " + ("optim.Adam" if variant == "c" else "the script's Adam loop")
+    return {"metrics": [metric("step", "s", samples, note=note)],
             "check": losses, "info": {"n_embd": n_embd, "n_layer": n_layer,
                                       "params": len(trainer.params), "steps": len(losses)}}
 
@@ -462,8 +463,8 @@ WORKLOADS = {
     "moons_step": run_moons,
     "mlp64_sample": run_mlp,
     "memory": run_memory,
-    "microgpt16": lambda Value, P: run_microgpt(Value, P, "gpt_small"),
-    "microgpt32": lambda Value, P: run_microgpt(Value, P, "gpt_large"),
+    "microgpt16": lambda Value, P, variant="a": run_microgpt(Value, P, "gpt_small", variant),
+    "microgpt32": lambda Value, P, variant="a": run_microgpt(Value, P, "gpt_large", variant),
 }
 # which take the bare Value class, which take the micrograd namespace (nn, optim...)
 TAKES_VALUE = {"more_ops", "graph200k", "deep_chain", "microgpt16", "microgpt32"}

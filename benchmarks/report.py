@@ -165,7 +165,8 @@ def plot(rows, path):
     if not groups:
         return "nothing to plot"
     colors = {"compiled": "#1f77b4", "pure": "#ff7f0e", "upstream": "#7f7f7f", "torch": "#d62728",
-              "inline": "#8c564b", "floor": "#2ca02c"}
+              "inline": "#8c564b", "floor": "#2ca02c", "functional": "#17becf",
+              "functional-adam": "#bcbd22"}
     ncol = min(3, len(groups))  # one workload: one panel, not a two-thirds blank figure
     nrow = math.ceil(len(groups) / ncol)
     fig, axes = plt.subplots(nrow, ncol, figsize=(5 * ncol, 2.4 * nrow), squeeze=False)

@@ -25,7 +25,10 @@ UPSTREAM_DIR = ROOT / ".upstream" / f"micrograd-{UPSTREAM_VERSION}"
 
 # inline and floor are the scalar-script workloads' own baselines: the script run with the Value
 # class it carries, and with a compiled class that records nothing (no engine can be faster)
-IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor"]
+# functional and functional-adam are the same script with the README's recipe applied, on the
+# compiled engine: (b) micrograd.functional for its list ops, (c) and micrograd.optim.Adam too
+IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor", "functional", "functional-adam"]
+SCRIPT_IMPLS = ("inline", "floor", "functional", "functional-adam")
 WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "memory", "import",
              "microgpt16", "microgpt32"]
 DESCRIPTIONS = {
@@ -240,7 +243,7 @@ def run_suite(args, log):
     wanted = args.impl or (["compiled", "pure"] if args.mode == "smoke" else IMPLS)
     impls, missing = [], {}
     for impl in wanted:
-        if impl == "compiled" and not compiled_built():
+        if impl in ("compiled", "functional", "functional-adam") and not compiled_built():
             missing[impl] = "compiled engine not built (run `pip install -e .` in the repo root)"
         elif impl == "upstream":
             ok, msg = ensure_upstream(allow_install=not args.no_install and args.mode != "smoke",
@@ -258,7 +261,7 @@ def run_suite(args, log):
     workloads = [w for w in WORKLOADS if not args.only or w in args.only]
     jobs = [(wl, impl) for wl in workloads for impl in impls
             if not (impl == "torch" and (wl in TORCH_SKIPS[args.mode] or wl in SCRIPT_WORKLOADS))
-            and not (impl in ("inline", "floor") and wl not in SCRIPT_WORKLOADS)
+            and not (impl in SCRIPT_IMPLS and wl not in SCRIPT_WORKLOADS)
             and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)]
     machine = machine_info()
     log(f"benchmarks ({args.mode}): {len(jobs)} jobs, implementations: {', '.join(impls) or 'none'}")

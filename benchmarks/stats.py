@@ -91,12 +91,15 @@ def compare_checks(results):
     """Same code, same seeds: compiled and pure must agree bit for bit, upstream within 1e-9.
 
     The scalar scripts' own Value ("inline") must agree within 1e-12: its backward adds a node's
-    gradient contributions in another order, so the last bits may differ.
+    gradient contributions in another order, so the last bits may differ. So must the script
+    with micrograd.functional ("functional"); with optim.Adam as well ("functional-adam"), whose
+    update rounds differently from the script's loop, within 1e-9 of the unchanged script.
     """
     notes = []
     by = {}
     for r in results:
-        if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream", "inline"):
+        if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream", "inline",
+                                                          "functional", "functional-adam"):
             by.setdefault(r["workload"], {})[r["impl"]] = r["check"]
     for wl, checks in by.items():
         c, p, u, i = (checks.get(k) for k in ("compiled", "pure", "upstream", "inline"))
@@ -116,4 +119,12 @@ def compare_checks(results):
                 if len(ours) != len(i) or bad:
                     notes.append(f"{wl}: {name} and the script's own Value differ beyond 1e-12 "
                                  f"(steps {bad[:5]}, of {len(i)}): {ours[:3]} vs {i[:3]}")
+        base = c if c is not None else i
+        for name, tol in (("functional", 1e-12), ("functional-adam", 1e-9)):
+            ours = checks.get(name)
+            if ours is not None and base is not None:
+                bad = [k for k, (a, b) in enumerate(zip(ours, base)) if not math.isclose(a, b, rel_tol=tol)]
+                if len(ours) != len(base) or bad:
+                    notes.append(f"{wl}: {name} and the unchanged script differ beyond {tol:g} "
+                                 f"(steps {bad[:5]}, of {len(base)}): {ours[:3]} vs {base[:3]}")
     return notes

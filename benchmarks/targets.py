@@ -2,7 +2,8 @@
 from benchmarks.report import fmt_ratio, fmt_value
 from benchmarks.stats import find_row, median
 
-# Every target is about the compiled engine's median in (workload, metric). The kinds:
+# Every target is about the compiled engine's median in (workload, metric) (or that of "impl", when
+# a target names one: the script with the README recipe applied). The kinds:
 #   "at most":    that median is at most `limit`, in the metric's unit
 #   "faster":     `versus`'s median is at least `limit` times the compiled one
 #   "time ratio": the compiled median is at most `limit` times `versus`'s
@@ -33,22 +34,36 @@ TARGETS = [
      "versus": "inline", "workload": "microgpt16", "metric": "step"},
     {"target": "microgpt32 step ≥ 30× the script's own Value", "kind": "faster", "limit": 30,
      "versus": "inline", "workload": "microgpt32", "metric": "step"},
+    {"target": "microgpt16 step with micrograd.functional + optim.Adam ≥ 300× the script's own Value",
+     "kind": "faster", "limit": 300, "versus": "inline", "impl": "functional-adam",
+     "workload": "microgpt16", "metric": "step"},
+    {"target": "microgpt32 step with micrograd.functional + optim.Adam ≥ 600× the script's own Value",
+     "kind": "faster", "limit": 600, "versus": "inline", "impl": "functional-adam",
+     "workload": "microgpt32", "metric": "step"},
     {"target": "microgpt16 step: distance to the float-only floor", "kind": "distance",
      "versus": "floor", "workload": "microgpt16", "metric": "step"},
     {"target": "microgpt32 step: distance to the float-only floor", "kind": "distance",
      "versus": "floor", "workload": "microgpt32", "metric": "step"},
+    {"target": "microgpt16 step, functional + Adam: distance to the float-only floor",
+     "kind": "distance", "versus": "floor", "impl": "functional-adam", "workload": "microgpt16",
+     "metric": "step"},
+    {"target": "microgpt32 step, functional + Adam: distance to the float-only floor",
+     "kind": "distance", "versus": "floor", "impl": "functional-adam", "workload": "microgpt32",
+     "metric": "step"},
 ]
 
 # how the "n/a" lines name an implementation without a figure
 NAMES = {"compiled": "compiled", "upstream": "upstream", "torch": "PyTorch",
-         "inline": "inline Value", "floor": "floor"}
+         "inline": "inline Value", "floor": "floor", "functional": "functional",
+         "functional-adam": "functional + Adam"}
 
 
 def evaluate(target, rows):
     """One target's {"target", "status", "measured"[, "value"]}, or None for a "runs" target not run."""
     name, kind, limit = target["target"], target["kind"], target.get("limit")
     where = (rows, target["workload"], target["metric"])
-    ours = median(*where, "compiled")
+    impl = target.get("impl", "compiled")  # whose figure the target is about
+    ours = median(*where, impl)
     if kind == "runs":
         row = find_row(*where, "compiled")
         if row is None:
@@ -66,7 +81,7 @@ def evaluate(target, rows):
     theirs = median(*where, versus)
     if theirs is None or ours is None:
         return {"target": name, "status": "n/a",
-                "measured": f"no {NAMES[versus if theirs is None else 'compiled']} figure"}
+                "measured": f"no {NAMES[versus if theirs is None else impl]} figure"}
     if kind == "faster":
         r = theirs / ours
         return {"target": name, "status": "met" if r >= limit else "NOT met",

@@ -145,19 +145,61 @@ cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
     return out
 
 
-def _layer_rows(_Rows rows not None, x, act):
-    """_layer over rows made by _rows; a row edited since (w[i] = ...) is seen and packed again."""
-    # one dot node per neuron, summed left to right from b_j as upstream's Neuron; one call
-    # block holds the inputs.
-    # Python code can run here in two places (see the discipline in _arena.h): an input's
-    # __float__ while the inputs are converted, and anything _wrap's allocation triggers (a
-    # collection, its callbacks) while the outputs are made. So every input is converted
-    # first, the rows are checked (and packed again if a weight changed, even from that
-    # __float__) only after, and the packing used is held by this call: a nested call that
-    # packs the rows again frees only its own reference.
-    cdef ArenaC* A = ARENA
-    cdef uint8_t code
-    cdef Py_ssize_t nin, nout, j, i
+cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint* plain) except NULL:
+    """ws and bs packed in one pass into a fresh row block (count 1, the caller's): what _layer
+    uses once, with no _Rows to keep. Only C runs here (no item is converted)."""
+    cdef tuple rows = ws if type(ws) is tuple else tuple(ws)
+    cdef tuple biases = bs if type(bs) is tuple else tuple(bs)
+    cdef Py_ssize_t nout = len(rows), j, i, k = 0, count
+    cdef MgRows* r
+    cdef NodeC* nd
+    cdef PyObject** items
+    if len(biases) != nout:
+        raise ValueError(f"got {nout} weight rows but {len(biases)} biases")
+    count = nout * (nin + 1)
+    r = <MgRows*>PyMem_Malloc(sizeof(MgRows) + (count if count else 1) * sizeof(NodeC*))
+    if r == NULL:
+        raise MemoryError()
+    r.refcnt = 1
+    r.nin = <uint32_t>nin
+    r.nout = <uint32_t>nout
+    plain[0] = True
+    try:
+        for j in range(nout):
+            row = <object>PySequence_Fast_ITEMS(rows)[j]
+            if type(row) is not list and type(row) is not tuple:
+                row = tuple(row)
+            if len(row) != nin:
+                raise ValueError(f"expected {len(row)} inputs, got {nin}")
+            nd = _pnode(PySequence_Fast_ITEMS(biases)[j])
+            node_link(nd)
+            r.nodes[k] = nd
+            k += 1
+            items = PySequence_Fast_ITEMS(row)
+            for i in range(nin):
+                nd = _pnode(items[i])
+                plain[0] = plain[0] and nd.op == OP_LEAF
+                node_link(nd)
+                r.nodes[k] = nd
+                k += 1
+    except BaseException:
+        r.nout = 0  # (rows_decref releases nodes[0:nout * (nin + 1)]: release the k linked here)
+        for i in range(k):
+            node_decref(A, r.nodes[i])
+        rows_decref(A, r)
+        raise
+    return r
+
+
+cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, object bs):
+    """A layer call over packed rows (rows) or over ws and bs packed for this call only.
+    Python code can run here in two places (see the discipline in _arena.h): an input's
+    __float__ while the inputs are converted, and anything _wrap's allocation triggers (a
+    collection, its callbacks) while the outputs are made. So every input is converted first,
+    the rows are checked (and packed again if a weight changed, even from that __float__) or
+    packed only after, and the packing used is held by this call: a nested call that packs the
+    rows again frees only its own reference."""
+    cdef Py_ssize_t nin = len(x), nout, j, i
     cdef MgRows* r = NULL
     cdef MgCall* call = NULL
     cdef NodeC** row
@@ -165,19 +207,11 @@ def _layer_rows(_Rows rows not None, x, act):
     cdef NodeC* xi_node
     cdef double sums[4]
     cdef double acc, d
-    cdef list out
+    cdef list out = []
     cdef double* xd = NULL
-    cdef bint grad = A.grad_enabled, plain
+    cdef bint plain
     cdef uintptr_t leafgen
-    if act not in _ACTS:
-        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
-    code = _ACTS[act]
-    if type(x) is not tuple:
-        # a tuple of our own: an input's __float__ may run Python that changes the caller's list
-        x = tuple(x)
-    nin = len(x)
-    out = []
-    if not grad:  # no graph: plain numbers in, leaves out
+    if not A.grad_enabled:  # no graph: plain numbers in, leaves out
         xd = <double*>PyMem_Malloc((nin if nin else 1) * sizeof(double))
         if xd == NULL:
             raise MemoryError()
@@ -190,9 +224,12 @@ def _layer_rows(_Rows rows not None, x, act):
                 xi = x[i]
                 if isinstance(xi, Value):
                     xd[i] = _node(<Value>xi).data
-            _rows_check(A, rows, nin)
-            r = rows.r
-            r.refcnt += 1
+            if rows is not None:
+                _rows_check(A, rows, nin)
+                r = rows.r
+                r.refcnt += 1
+            else:
+                r = _rows_direct(A, ws, bs, nin, &plain)
             nout = r.nout
             for j in range(nout):
                 row = &r.nodes[j * (nin + 1)]
@@ -226,13 +263,17 @@ def _layer_rows(_Rows rows not None, x, act):
             node_link(xi_node)
             call.x[i] = xi_node
             call.nin += 1
-        _rows_check(A, rows, nin)
-        r = rows.r
-        call.rows = r
-        r.refcnt += 1
+        if rows is not None:
+            _rows_check(A, rows, nin)
+            r = rows.r
+            r.refcnt += 1
+            plain = rows.plain  # as packed: a nested repack changes rows, not this call's r
+            leafgen = rows.leafgen
+        else:
+            r = _rows_direct(A, ws, bs, nin, &plain)
+            leafgen = A.leafgen
+        call.rows = r  # (the call's reference to r from here)
         nout = r.nout
-        plain = rows.plain  # as packed: a nested repack changes rows, not this call's r
-        leafgen = rows.leafgen
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
                 mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
@@ -256,11 +297,19 @@ def _layer_rows(_Rows rows not None, x, act):
     return out
 
 
+def _layer_rows(_Rows rows not None, x, act):
+    """_layer over rows made by _rows; a row edited since (w[i] = ...) is seen and packed again."""
+    if act not in _ACTS:
+        raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    # a tuple of our own: an input's __float__ may run Python that changes the caller's list
+    return _layer_go(ARENA, x if type(x) is tuple else tuple(x), _ACTS[act], rows, None, None)
+
+
 def _layer(ws, bs, x, act):
     """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
-    return _layer_rows(_rows(ws, bs), x, act)
+    return _layer_go(ARENA, x if type(x) is tuple else tuple(x), _ACTS[act], None, ws, bs)
 
 
 def _dot(b, w, x):
