@@ -6,7 +6,7 @@ import itertools
 import math
 import numbers
 from array import array
-from typing import Any, Callable, Iterable, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 IMPLEMENTATION = "python"
 
@@ -498,10 +498,14 @@ def _dot_node(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:
     return out
 
 
-def _layer(ws: Sequence[Sequence[Value]], bs: Sequence[Value], x: Sequence[Any], act: str) -> list:
-    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
+def _layer(ws: Sequence[Sequence[Value]], bs: Optional[Sequence[Value]], x: Sequence[Any],
+           act: str) -> list:
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron
+    (bs None: every b_j is 0.0, one leaf)."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
+    if bs is None:
+        bs = [Value(0.0)] * len(ws)
     if len(ws) != len(bs):
         raise ValueError(f"got {len(ws)} weight rows but {len(bs)} biases")
     # a tuple of our own first: an input's __float__ may run code that changes the caller's list

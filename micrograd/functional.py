@@ -76,7 +76,7 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
         w = list(w)
     nout = len(w)
     if b is None:
-        bs = [Value(0.0)] * nout
+        bs = None  # the kernel sums from one leaf of 0.0
     else:
         bs = _values(b, "biases")
         if len(bs) != nout:

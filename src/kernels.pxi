@@ -147,15 +147,19 @@ cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
 
 cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint* plain) except NULL:
     """ws and bs packed in one pass into a fresh row block (count 1, the caller's): what _layer
-    uses once, with no _Rows to keep. Only C runs here (no item is converted)."""
-    cdef tuple rows = ws if type(ws) is tuple else tuple(ws)
-    cdef tuple biases = bs if type(bs) is tuple else tuple(bs)
+    uses once, with no _Rows to keep. Only C runs here (no item is converted, so lists are read
+    in place). bs None: every bias is one fresh leaf of 0.0."""
+    cdef object rows = ws if type(ws) is tuple or type(ws) is list else tuple(ws)
+    cdef object biases = None
     cdef Py_ssize_t nout = len(rows), j, i, k = 0, count
     cdef MgRows* r
     cdef NodeC* nd
+    cdef NodeC* zero = NULL
     cdef PyObject** items
-    if len(biases) != nout:
-        raise ValueError(f"got {nout} weight rows but {len(biases)} biases")
+    if bs is not None:
+        biases = bs if type(bs) is tuple or type(bs) is list else tuple(bs)
+        if len(biases) != nout:
+            raise ValueError(f"got {nout} weight rows but {len(biases)} biases")
     count = nout * (nin + 1)
     r = <MgRows*>PyMem_Malloc(sizeof(MgRows) + (count if count else 1) * sizeof(NodeC*))
     if r == NULL:
@@ -165,13 +169,15 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
     r.nout = <uint32_t>nout
     plain[0] = True
     try:
+        if biases is None:
+            zero = _hold(node_new(A, OP_LEAF, 0.0))  # (ours until every row links it)
         for j in range(nout):
             row = <object>PySequence_Fast_ITEMS(rows)[j]
             if type(row) is not list and type(row) is not tuple:
                 row = tuple(row)
             if len(row) != nin:
                 raise ValueError(f"expected {len(row)} inputs, got {nin}")
-            nd = _pnode(PySequence_Fast_ITEMS(biases)[j])
+            nd = zero if zero != NULL else _pnode(PySequence_Fast_ITEMS(biases)[j])
             node_link(nd)
             r.nodes[k] = nd
             k += 1
@@ -188,6 +194,9 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
             node_decref(A, r.nodes[i])
         rows_decref(A, r)
         raise
+    finally:
+        if zero != NULL:
+            node_decref(A, zero)
     return r
 
 
@@ -306,7 +315,8 @@ def _layer_rows(_Rows rows not None, x, act):
 
 
 def _layer(ws, bs, x, act):
-    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron."""
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron
+    (bs None: every b_j is 0.0, one leaf)."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     return _layer_go(ARENA, x if type(x) is tuple else tuple(x), _ACTS[act], None, ws, bs)
