@@ -189,6 +189,37 @@ def test_microgpt_script_matches_its_own_value_class():
     assert [p.data for p in ours.params] == pytest.approx([p.data for p in theirs.params], rel=1e-9)
 
 
+def test_the_recipe_keeps_the_unchanged_scripts_losses_for_30_steps():
+    # the README recipe: (b) micrograd.functional within 1e-12 of (a), (c) with optim.Adam too
+    # within 1e-9 (the update is rearranged: last bits), at every one of 30 steps
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import microgpt
+    from micrograd import Value
+    runs = {v: microgpt.Trainer(Value, 8, 1, variant=v) for v in "abc"}
+    for _ in range(30):
+        a, b, c = (runs[v].step() for v in "abc")
+        assert b == pytest.approx(a, rel=1e-12, abs=0)
+        assert c == pytest.approx(a, rel=1e-9, abs=0)
+    with pytest.raises(ValueError, match="unknown variant"):
+        microgpt.Trainer(Value, 8, 1, variant="d")
+
+
+def test_recipe_implementations_run_in_the_suite(tmp_path):
+    if NO_EXTENSIONS:
+        pytest.skip("MICROGRAD_NO_EXTENSIONS is set: the recipe runs on the compiled engine")
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "microgpt16", "--impl",
+         "compiled,inline,functional,functional-adam", "--json", str(tmp_path / "f.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "f.json").read_text())
+    ran = {res["impl"]: res for res in doc["results"]}
+    assert ran["functional"]["status"] == ran["functional-adam"]["status"] == "ok"
+    assert doc["mismatches"] == []
+    assert any("functional + optim.Adam ≥ 300×" in t["target"] and t["status"] in ("met", "NOT met")
+               for t in doc["targets"])
+
+
 def _row(wl, metric, impl, median, unit="s"):
     return {"workload": wl, "metric": metric, "impl": impl, "unit": unit, "error": None,
             "status": None, "stats": {"median": median, "min": median, "max": median, "n": 1}}

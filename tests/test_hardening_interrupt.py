@@ -76,6 +76,7 @@ _CHILD = textwrap.dedent(r"""
             print("done", time.perf_counter(), flush=True)
             try:
                 time.sleep(30)      # backward won the race: the parent's SIGINT is on its way
+                print("lost", flush=True)  # ... or it never raised KeyboardInterrupt
             except KeyboardInterrupt:
                 print("late", flush=True)
         except KeyboardInterrupt:

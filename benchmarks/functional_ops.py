@@ -1,0 +1,71 @@
+"""ns per element of each micrograd.functional op (forward + backward), against the layer kernel.
+
+    python benchmarks/functional_ops.py            # medians of 7 runs of 2000 calls each
+
+The layer kernel's figure is nn.Layer's call on the same shape, per weight. Each op is timed as
+a script uses it: fresh inputs' graph each call, then backward() of their sum.
+"""
+import statistics
+import time
+
+import micrograd.functional as F
+from micrograd import Value, nn
+
+
+def per_element(make, n_elements, calls=2000, runs=7):
+    out = []
+    for _ in range(runs):
+        t = 0.0
+        for _ in range(calls):
+            fn = make()
+            t0 = time.perf_counter_ns()
+            fn()
+            t += time.perf_counter_ns() - t0
+        out.append(t / calls / n_elements)
+    return statistics.median(out)
+
+
+def case_linear(nout, nin):
+    w = [[Value(0.01 * (i - j)) for i in range(nin)] for j in range(nout)]
+
+    def make():
+        x = [Value(0.1 * i) for i in range(nin)]
+        return lambda: F.sum(F.linear(x, w)).backward()
+    return make, nout * nin
+
+
+def case_layer(nout, nin):
+    layer = nn.Layer(nin, nout, activation="linear")
+
+    def make():
+        x = [Value(0.1 * i) for i in range(nin)]
+        return lambda: F.sum(layer(x)).backward()
+    return make, nout * (nin + 1)
+
+
+def case_list(fn, n):
+    def make():
+        x = [Value(0.3 * i - 2.0) for i in range(n)]
+        return lambda: F.sum(fn(x)).backward()
+    return make, n
+
+
+CASES = {
+    "nn.Layer 16x16 (per weight)": case_layer(16, 16),
+    "nn.Layer 64x16 (per weight)": case_layer(64, 16),
+    "linear 16x16": case_linear(16, 16),
+    "linear 64x16": case_linear(64, 16),
+    "softmax 27": case_list(F.softmax, 27),
+    "log_softmax 27": case_list(F.log_softmax, 27),
+    "rmsnorm 16": case_list(F.rmsnorm, 16),
+    "relu 64": case_list(F.relu, 64),
+}
+
+
+def main():
+    for name, (make, n) in CASES.items():
+        print(f"{name:30s} {per_element(make, n):8.1f} ns per element, forward + backward")
+
+
+if __name__ == "__main__":
+    main()
