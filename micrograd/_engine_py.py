@@ -500,8 +500,7 @@ def _dot_node(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:
 
 def _layer(ws: Sequence[Sequence[Value]], bs: Optional[Sequence[Value]], x: Sequence[Any],
            act: str) -> list:
-    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron
-    (bs None: every b_j is 0.0, one leaf)."""
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], a dot node each (bs None: 0.0)."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     if bs is None:

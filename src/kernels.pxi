@@ -315,8 +315,7 @@ def _layer_rows(_Rows rows not None, x, act):
 
 
 def _layer(ws, bs, x, act):
-    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], one dot node per neuron
-    (bs None: every b_j is 0.0, one leaf)."""
+    """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], a dot node each (bs None: 0.0)."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
     return _layer_go(ARENA, x if type(x) is tuple else tuple(x), _ACTS[act], None, ws, bs)
