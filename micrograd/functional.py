@@ -20,7 +20,7 @@ of). `no_grad()` is honoured. Both engines give the same bits.
 from __future__ import annotations
 
 import builtins
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, cast
 
 from micrograd.engine import Value, _impl
 from micrograd.losses import cross_entropy
@@ -49,8 +49,8 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, numbers.Real)
 
 
-def _rows(w: Any, what: str) -> List[list]:
-    rows = [row if type(row) is list else list(row) for row in w]
+def _rows(w: Any, what: str) -> List[List[Any]]:
+    rows = [list(row) for row in w]  # copies: numbers in them become Values here
     for j, row in enumerate(rows):
         if len(row) != len(rows[0]):
             raise ValueError(f"{what}: row {j} of w has {len(row)} elements, row 0 has {len(rows[0])}")
@@ -59,7 +59,7 @@ def _rows(w: Any, what: str) -> List[list]:
                 if not _is_real(wi):
                     raise TypeError(f"{what}: w must hold Values or real numbers, "
                                     f"not {type(wi).__name__!r}")
-                row[i] = Value(wi)  # (a copy of the caller's row, made above only if needed)
+                row[i] = Value(wi)
     return rows
 
 
@@ -112,10 +112,10 @@ def sum(values: Sequence[Any], start: Any = 0) -> Value:
         start = float(start) if type(start) is not float else start
     if not vs:
         return start if isinstance(start, Value) else Value(start)
-    acc = start
+    acc: Any = start
     for v in vs:
         acc = acc + v
-    return acc
+    return cast(Value, acc)
 
 
 def softmax(logits: Sequence[Any]) -> List[Value]:
@@ -150,7 +150,7 @@ def log_softmax(logits: Sequence[Any]) -> List[Value]:
         raise ValueError("log_softmax of an empty sequence")
     top = max(v.data for v in vs)
     shifted = [v - top for v in vs]
-    lse = builtins.sum([s.exp() for s in shifted]).log()
+    lse = cast(Value, builtins.sum([s.exp() for s in shifted])).log()
     return [s - lse for s in shifted]
 
 

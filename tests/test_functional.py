@@ -208,7 +208,9 @@ def test_mixed_numbers_and_values():
     out[0].backward()
     assert x.grad != 0.0
     assert F.sum([1, 2.5]).data == 3.5 and isinstance(F.sum([]), Value)
-    assert [o.data for o in F.linear([1.0, 2.0], [[3, 4]], [0.5])] == [11.5]
+    w = [[3, Value(4.0)]]
+    assert [o.data for o in F.linear([1.0, 2.0], w, [0.5])] == [11.5]
+    assert w[0][0] == 3 and type(w[0][0]) is int  # the caller's rows are not changed
 
 
 def test_no_grad_makes_leaves_with_the_same_data():
