@@ -57,7 +57,7 @@ def pytest_collection_modifyitems(config, items):
 EOF
 
 if [ $# -eq 0 ]; then
-    set -- tests/test_engine_*.py tests/test_nn*.py tests/test_optim.py tests/test_losses.py \
+    set -- tests/test_engine_*.py tests/test_nn*.py tests/test_optim.py tests/test_losses.py tests/test_functional.py \
         tests/test_hardening_*.py
 fi
 
