@@ -24,7 +24,14 @@ ATTEMPTS = 3
 # the parent interrupts with a real SIGINT part-way through. Both sides read time.perf_counter()
 # (CLOCK_MONOTONIC: one clock for every process on Linux), so latency = caught - sent.
 _CHILD = textwrap.dedent(r"""
-    import sys, time
+    import signal, sys, time
+    # SIGINT as a terminal's Ctrl-C finds a fresh Python, whatever this process inherited (a
+    # disposition of SIG_IGN or a blocked mask passes through exec; a long sanitized session
+    # was seen to hand the child a SIGINT that never arrived)
+    inherited = (signal.getsignal(signal.SIGINT) is signal.SIG_IGN,
+                 signal.SIGINT in signal.pthread_sigmask(signal.SIG_BLOCK, []))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     from micrograd import _engine as E
     V = E.Value
     kind, size = sys.argv[1], int(sys.argv[2])
@@ -67,7 +74,7 @@ _CHILD = textwrap.dedent(r"""
     again, got = timed()
     assert got == want
     full = min(full, again)
-    print("nodes", E._live_nodes(), "full", full, flush=True)
+    print("nodes", E._live_nodes(), "full", full, "ignored/blocked", *inherited, flush=True)
     for attempt in range(ATTEMPTS):
         E._zero_grad(keep)
         print("go", time.perf_counter(), flush=True)
@@ -131,7 +138,8 @@ def _run(kind: str, *args: int) -> dict:
         if p.poll() is None:
             p.kill()
             p.wait()
-    return {"nodes": int(head[1]), "full": full, "latencies": latencies, "outcomes": outcomes}
+    return {"nodes": int(head[1]), "full": full, "latencies": latencies, "outcomes": outcomes,
+            "inherited": head[5:]}
 
 
 def _check(r: dict) -> None:
