@@ -84,6 +84,8 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
     if nout and len(w[0]) != len(xs):
         raise ValueError(f"linear: w is {nout}x{len(w[0])} but x has {len(xs)} elements")
     try:
+        if bs is None and _COMPILED:
+            return _impl._f_linear(w, xs)  # (keeps the packing of a matrix of leaves)
         return _impl._layer(w, bs, xs, "linear")  # the kernel checks the rows as it packs them
     except (TypeError, ValueError):
         rows = _rows(w, "linear")  # numbers in w, or rows of different lengths: say which

@@ -270,3 +270,54 @@ def _f_map(xs, act):
     finally:
         PyMem_Free(x)
         _release_built(&b)
+
+
+# linear's packings of weight matrices kept between calls: a model's matrices are the same lists
+# call after call, and packing one (a link and a release of every weight) is a tenth of a
+# microgpt-style step. Only lists of lists of plain leaves are kept (parameters: holding them
+# keeps no graph alive), the newest 64 by first use; each is checked as it is used (rows
+# replaced, added or removed, a weight replaced, a Value re-initialised: packed again).
+cdef dict _PACKED = {}
+cdef Py_ssize_t _PACKED_MAX = 64
+
+
+cdef bint _leaf_matrix(object w) noexcept:
+    cdef Py_ssize_t j, i, m
+    cdef PyObject** items
+    cdef PyObject* o
+    for row in <list>w:
+        if type(row) is not list:
+            return False
+        m = len(<list>row)
+        items = PySequence_Fast_ITEMS(row)
+        for i in range(m):
+            o = items[i]
+            if MG_TYPE(o) != <PyTypeObject*>Value or (<Value>o).c == NULL or (<Value>o).c.op != OP_LEAF:
+                return False
+    return True
+
+
+def _f_linear(w, x):
+    """[sum(wi * xi for wi, xi in zip(row, x)) for row in w]: the layer kernel from 0.0, with
+    the packing of a matrix of leaves kept for its next call."""
+    cdef tuple xs = x if type(x) is tuple else tuple(x)
+    cdef _Rows rw
+    if type(w) is list:
+        ent = _PACKED.get(id(w))
+        if ent is not None and (<_Rows>ent).outer is w:
+            return _layer_go(ARENA, xs, OP_LEAF, <_Rows>ent, None, None)
+        if len(<list>w) and _leaf_matrix(w):
+            zero = Value(0.0)
+            rw = _rows(w, (zero,) * len(<list>w))
+            rw.outer = w
+            rw.zero = zero
+            if len(_PACKED) >= _PACKED_MAX:
+                del _PACKED[next(iter(_PACKED))]  # the oldest
+            _PACKED[id(w)] = rw
+            return _layer_go(ARENA, xs, OP_LEAF, rw, None, None)
+    return _layer_go(ARENA, xs, OP_LEAF, None, w, None)
+
+
+def _f_forget():
+    """Drop linear's kept packings (tests; a program that wants its matrices freed at once)."""
+    _PACKED.clear()

@@ -32,10 +32,13 @@ cdef class _Rows:
     cdef bint plain        # every weight a plain leaf when packed, as of leafgen
     cdef uintptr_t leafgen
     cdef Py_ssize_t nin, nout
+    cdef object outer      # None, or the list of rows ws came from (functional.linear's cache):
+    cdef object zero       # then its rows are compared too, and every bias is this 0.0 leaf
 
     def __cinit__(self):
         self.r = NULL
         self.ws = self.bs = self.seen = ()
+        self.outer = self.zero = None
         self.nin = -1  # not packed yet (also when made with __new__: then an empty layer)
         self.nout = 0
 
@@ -111,6 +114,17 @@ cdef int _rows_check(ArenaC* A, _Rows rw, Py_ssize_t nin) except -1:
     """Pack again if any row changed since (items are compared by identity, not touched)."""
     cdef Py_ssize_t j, k = 0
     cdef PyObject** seen
+    if rw.outer is not None:  # the rows themselves may have been replaced, added or removed
+        outer = rw.outer
+        if len(outer) != len(rw.ws) or (len(outer) != 0 and memcmp(
+                PySequence_Fast_ITEMS(outer), PySequence_Fast_ITEMS(rw.ws),
+                len(outer) * sizeof(PyObject*)) != 0):
+            for row in outer:
+                if type(row) is not list and type(row) is not tuple:
+                    raise TypeError(f"rows must be lists or tuples, not {type(row).__name__!r}")
+            rw.ws = tuple(outer)
+            rw.bs = (rw.zero,) * len(rw.ws)
+            rw.nin = -1  # pack again
     if rw.nin >= 0 and rw.reinit == A.reinit:
         seen = PySequence_Fast_ITEMS(rw.seen)
         for j in range(rw.nout):

@@ -267,3 +267,45 @@ def test_compiled_and_pure_agree_bit_for_bit():
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout.split())
     assert outs[0] == outs[1] and len(outs[0]) == 1 + 12 + 60
+
+
+def test_a_matrix_edited_between_calls_is_always_read_as_it_is():
+    # compiled: linear keeps the packing of a matrix of leaves; every edit is seen
+    w = [[Value(0.1 * (i + j)) for i in range(3)] for j in range(2)]
+    x = [Value(1.0), Value(2.0), Value(3.0)]
+
+    def same():
+        got = [o.data for o in F.linear(x, w)]
+        return got == [o.data for o in c_linear(x, w)]
+    leaf = Value(3.0)
+    edits = [
+        lambda: None,
+        lambda: w[0].__setitem__(1, Value(5.0)),          # a weight replaced
+        lambda: w.__setitem__(1, [Value(-1.0), Value(2.0), Value(0.5)]),  # a row replaced
+        lambda: w.append([Value(7.0)] * 3),               # a row added
+        lambda: setattr(w[0][0], "data", 9.0),            # data changed
+        lambda: w[0][2].__init__(4.0),                    # a weight re-initialised
+        lambda: w.__delitem__(0),                         # a row removed
+        lambda: w[0].__setitem__(0, leaf * 2.0),          # an op node among the weights
+    ]
+    for edit in edits:
+        edit()
+        assert same()
+    F.linear(x, w)[0].backward()
+    assert leaf.grad == 2.0 * x[0].data  # through the op-node weight's own rule
+    w[1].append(Value(1.0))
+    with pytest.raises(ValueError, match="row 1 of w has 4 elements, row 0 has 3"):
+        F.linear(x, w)
+
+
+def test_an_input_float_that_replaces_a_row_is_seen():
+    w = [[Value(1.0), Value(1.0)]]
+    F.linear([1.0, 1.0], w)  # packed (and, compiled, kept)
+
+    class R:
+        def __float__(self):
+            w[0] = [Value(10.0), Value(10.0)]
+            return 1.0
+    import numbers
+    numbers.Real.register(R)
+    assert F.linear([R(), 1.0], w)[0].data == 20.0  # as the pure engine: inputs first
