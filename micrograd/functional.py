@@ -20,6 +20,7 @@ of). `no_grad()` is honoured. Both engines give the same bits.
 from __future__ import annotations
 
 import builtins
+import numbers
 from typing import Any, List, Optional, Sequence, cast
 
 from micrograd.engine import Value, _impl
@@ -32,21 +33,16 @@ _COMPILED = hasattr(_impl, "_f_softmax")
 
 
 def _values(xs: Any, what: str) -> List[Value]:
-    """The sequence as Values, numbers first (a number's __float__ may run code), as a tuple of
-    its own (that code may change the caller's list)."""
-    items = tuple(xs)
-    floats = {}
-    for i, x in enumerate(items):
+    """The sequence as Values, from a tuple of its own (a number's __float__ may run code that
+    changes the caller's list); Values are only kept here, never read."""
+    out = []
+    for x in tuple(xs):
         if not isinstance(x, Value):
-            if not _is_real(x):
+            if not isinstance(x, numbers.Real):
                 raise TypeError(f"{what} must be Values or real numbers, not {type(x).__name__!r}")
-            floats[i] = Value(x)
-    return [floats[i] if i in floats else x for i, x in enumerate(items)]
-
-
-def _is_real(x: Any) -> bool:
-    import numbers
-    return isinstance(x, numbers.Real)
+            x = Value(x)
+        out.append(x)
+    return out
 
 
 def _rows(w: Any, what: str) -> List[List[Any]]:
@@ -56,7 +52,7 @@ def _rows(w: Any, what: str) -> List[List[Any]]:
             raise ValueError(f"{what}: row {j} of w has {len(row)} elements, row 0 has {len(rows[0])}")
         for i, wi in enumerate(row):
             if not isinstance(wi, Value):
-                if not _is_real(wi):
+                if not isinstance(wi, numbers.Real):
                     raise TypeError(f"{what}: w must hold Values or real numbers, "
                                     f"not {type(wi).__name__!r}")
                 row[i] = Value(wi)
@@ -109,9 +105,9 @@ def sum(values: Sequence[Any], start: Any = 0) -> Value:
         return _impl._f_sum(values, start)
     vs = _values(values, "values")
     if not isinstance(start, Value):
-        if not _is_real(start):
+        if not isinstance(start, numbers.Real):
             raise TypeError(f"start must be a Value or a real number, not {type(start).__name__!r}")
-        start = float(start) if type(start) is not float else start
+        start = float(start)
     if not vs:
         return start if isinstance(start, Value) else Value(start)
     acc: Any = start
@@ -162,7 +158,7 @@ def rmsnorm(x: Sequence[Any], eps: float = 1e-5) -> List[Value]:
         ms = sum(xi * xi for xi in x) / len(x)
         scale = (ms + eps) ** -0.5
     """
-    if not _is_real(eps) or isinstance(eps, Value):
+    if not isinstance(eps, numbers.Real) or isinstance(eps, Value):
         raise TypeError(f"eps must be a real number, not {type(eps).__name__!r}")
     if _COMPILED:
         return _impl._f_rmsnorm(x, float(eps))

@@ -226,7 +226,7 @@ def _f_sum(values, start):
     cdef _Built b = _Built(NULL, 0, 0)
     cdef NodeC** x = NULL
     cdef NodeC* acc
-    cdef Py_ssize_t m, i, k = 0
+    cdef Py_ssize_t m, i
     cdef double s = 0.0
     cdef bint start_value = isinstance(start, Value)
     try:
@@ -282,7 +282,7 @@ cdef Py_ssize_t _PACKED_MAX = 64
 
 
 cdef bint _leaf_matrix(object w) noexcept:
-    cdef Py_ssize_t j, i, m
+    cdef Py_ssize_t i, m
     cdef PyObject** items
     cdef PyObject* o
     for row in <list>w:
