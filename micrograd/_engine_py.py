@@ -112,6 +112,8 @@ class Value:
                  *, children: Iterable["Value"] | None = None,
                  local_grads: Iterable[Any] | None = None) -> None:
         data = _num(data)
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, not {type(label).__name__!r}")
         if children is not None:
             _children = children
         if not isinstance(_op, str):
@@ -149,6 +151,8 @@ class Value:
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "data" or name == "grad":
             value = _num(value, name)
+        elif name == "label" and not isinstance(value, str):
+            raise TypeError(f"label must be a str, not {type(value).__name__!r}")
         elif name == "_backward" and not callable(value):
             raise TypeError(f"_backward must be callable, not {type(value).__name__!r}")
         object.__setattr__(self, name, value)

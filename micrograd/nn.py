@@ -367,6 +367,10 @@ class MLP(Module):
             nouts = [_check_size(n, "layer size") for n in nouts]
         except TypeError as exc:
             raise TypeError(f"nouts must be a sequence of ints: {exc}") from None
+        if not nouts:
+            # upstream's MLP(nin, []) is the identity, which is never what was meant (a demo's
+            # --hidden '' once trained that way): one layer size at least
+            raise ValueError("MLP needs at least one layer size, got nouts=[]")
         sz = [nin] + nouts
         last = len(nouts) - 1
         self.layers = [Layer(sz[i], sz[i + 1], nonlin=i != last, activation=activation,
@@ -376,8 +380,7 @@ class MLP(Module):
     def __call__(self, x: Any) -> Union[Value, List[Value]]:
         """mlp(x) -> Value | list[Value]: the last layer's output (a bare Value if it has one).
 
-        A type checker sees `Value | list[Value]`, as for Layer. (An MLP with no layers,
-        MLP(nin, []), returns x as given, as upstream.)
+        A type checker sees `Value | list[Value]`, as for Layer.
         """
         out: Union[Value, List[Value]] = x
         for layer in self.layers:

@@ -149,8 +149,9 @@ cdef inline Value _unary(Value self, uint8_t op):
 
 
 cdef void _track_if_may_cycle(Value v, object x) noexcept:
-    # a label or _op text that is not a str may refer back to v: the GC must see v
-    if not isinstance(x, str) and not PyObject_GC_IsTracked(v):
+    # a label or _op text of a str subclass may carry attributes that refer back to v: the GC
+    # must see v (only an exact str is known to hold no reference)
+    if type(x) is not str and not PyObject_GC_IsTracked(v):
         PyObject_GC_Track(v)
 
 

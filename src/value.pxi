@@ -106,6 +106,8 @@ stores a single scalar value and its gradient"""
         cdef bint again
         cdef Py_ssize_t i
         d = _num(data, "Value data")
+        if not isinstance(label, str):
+            raise TypeError(f"label must be a str, not {type(label).__name__!r}")
         if children is not None:
             _children = children
         if not isinstance(_op, str):
@@ -221,6 +223,8 @@ stores a single scalar value and its gradient"""
     @label.setter
     def label(self, value):
         _node(self)
+        if not isinstance(value, str):
+            raise TypeError(f"label must be a str, not {type(value).__name__!r}")
         self._label = value
         _mark_heavy(self)
         _track_if_may_cycle(self, value)

@@ -34,6 +34,8 @@ ERRORS = {
     "rsub str": (lambda V: "a" - V(1.0), TypeError, "str"),
     "rdiv None": (lambda V: None / V(1.0), TypeError, "NoneType"),
     "rpow complex": (lambda V: 2j ** V(1.0), TypeError, "complex"),
+    "label int": (lambda V: V(1.0, label=3), TypeError, "int"),
+    "set label None": (lambda V: setattr(V(1.0), "label", None), TypeError, "NoneType"),
     "child not a Value": (lambda V: V(1.0, _children=(1.0,)), TypeError, None),
     # x / 0 and 0 ** negative: ZeroDivisionError
     "div int 0": (lambda V: V(1) / 0, ZeroDivisionError, None),

@@ -282,7 +282,7 @@ class Run:
             _, m, dst = act
             model, nin = self.models[m % len(self.models)]
             out = model([0.5] * nin)
-            if isinstance(out, list):  # a layer of several neurons (or MLP(n, []) giving x back)
+            if isinstance(out, list):  # a layer of several neurons
                 out = out[0] if out and not isinstance(out[0], float) else None
             S[dst] = out
         elif kind == "reweight":

@@ -281,9 +281,12 @@ def test_reinit_from_a_weakref_callback_fired_by_reinit(engine, tmp_path):
         def cb(_r):
             s.__init__(7.0)
             keep.append(s * 3.0)
+        class Tag(str):
+            pass
         tmp = V(4.0)
         r = weakref.ref(tmp, cb)
-        s.label = tmp  # re-initialising s drops its label: tmp dies inside __init__
+        s.label = Tag("s")
+        s.label.keep = tmp  # re-initialising s drops its label: tmp dies inside __init__
         del tmp
         s.__init__(5.0)
         gc.collect()

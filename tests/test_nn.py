@@ -158,6 +158,8 @@ def test_bad_inputs():
         Layer(2)
     with pytest.raises(TypeError):
         MLP(2, 3)
+    with pytest.raises(ValueError, match=r"at least one layer size, got nouts=\[\]"):
+        MLP(2, [])  # upstream's is the identity, never what was meant
     with pytest.raises(TypeError):
         Layer(2, 2, bogus=1)
 
