@@ -41,7 +41,7 @@ from _arena cimport (
 from _backward cimport MgScan, mg_local, mg_scan
 from _kernels cimport mg_rows_dot
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
-    mg_install_setattro, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy)
+    mg_install_setattro, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy, mg_hide_vtable)
 
 import gc as _gc
 import numbers as _numbers
@@ -77,6 +77,7 @@ del _probe
 mg_install_traverse(<PyTypeObject*>Value, _traverse_pins)
 mg_install_dealloc(<PyTypeObject*>Value, _release_handle, _is_light)
 mg_install_setattro(<PyTypeObject*>Value, _attrs_set)
+mg_hide_vtable(<PyTypeObject*>Value)
 _gc.callbacks.append(_after_gc)
 
 #: The built-in ops a graph can show, from the op table: (name, _op text, children), children

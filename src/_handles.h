@@ -131,4 +131,16 @@ static void mg_install_setattro(PyTypeObject *t, void (*attrs_set)(PyObject *)) 
     t->tp_setattro = mg_setattro;
 }
 
+/* Cython keeps a class's C method table in its dict as __pyx_vtable__, read only while cdef
+   classes are made at import (and by other modules that cimport them: none cimports Value).
+   Once the module is set up it is noise in help() and dir(), so it goes. */
+static int mg_hide_vtable(PyTypeObject *t) {
+    if (PyDict_DelItemString(t->tp_dict, "__pyx_vtable__") < 0) {
+        if (!PyErr_ExceptionMatches(PyExc_KeyError)) return -1;
+        PyErr_Clear();
+    }
+    PyType_Modified(t);
+    return 0;
+}
+
 #endif

@@ -97,6 +97,12 @@ stores a single scalar value and its gradient"""
     cdef object __weakref__
 
     def __init__(self, data, _children=(), _op='', label='', *, children=None, local_grads=None):
+        """__init__($self, data, _children=(), _op='', label='', *, children=None, local_grads=None)
+--
+
+A leaf holding float(data), or, given children, a node over them: with _op (a str) as
+upstream (no gradient flows unless _backward is set), or with local_grads (one number per
+child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         cdef double d
         cdef list kids = None
         cdef list grads = None

@@ -306,6 +306,13 @@ def test_value_has_a_signature_for_help_and_inspect(engine):
         ("label", "POSITIONAL_OR_KEYWORD", ""), ("children", "KEYWORD_ONLY", None),
         ("local_grads", "KEYWORD_ONLY", None)]
     assert "__pyx_vtable__" not in engine.Value.__doc__
+    # help() lists the class's dict and __init__'s own signature (once __pyx_vtable__ = <capsule
+    # object NULL> and __init__(self, /, *args, **kwargs))
+    import pydoc
+    page = pydoc.render_doc(engine.Value, renderer=pydoc.plaintext)
+    assert "__pyx_vtable__" not in page and "__init__(self, /, *args, **kwargs)" not in page, page
+    init = [p.name for p in inspect.signature(engine.Value.__init__).parameters.values()]
+    assert init == ["self", "data", "_children", "_op", "label", "children", "local_grads"]
 
 
 @pytest.mark.parametrize("op", ["+", "*"])
