@@ -27,7 +27,8 @@ def _fpow(x: float, y: float) -> float:
     """x ** y with Python float semantics, except that a complex result is a ValueError."""
     if x < 0 and math.isfinite(x) and math.isfinite(y) and y != math.floor(y):
         raise ValueError("negative number cannot be raised to a fractional power")
-    return x ** y  # ZeroDivisionError for 0**-1, OverflowError on overflow, as float does
+    r: float = x ** y  # ZeroDivisionError for 0**-1, OverflowError on overflow, as float does
+    return r
 
 
 def _is_odd_integer(y: float) -> bool:
@@ -144,7 +145,7 @@ class Value:
             out = self
 
             def _backward() -> None:
-                for child, local_grad in zip(out._children, grads):
+                for child, local_grad in zip(out._children, grads or ()):
                     child.grad += local_grad * out.grad
             self._backward = _backward
 
@@ -170,7 +171,7 @@ class Value:
         return self._local
 
     @staticmethod
-    def _result(data: float, children: tuple, op: str) -> "Value":
+    def _result(data: float, children: tuple[Value, ...], op: str) -> "Value":
         # a node made by an op: a leaf under no_grad
         out = Value.__new__(Value)
         object.__setattr__(out, "data", data)
@@ -351,25 +352,29 @@ class Value:
     def __radd__(self, other: Any) -> "Value":  # other + self
         if not _is_real(other):
             return NotImplemented  # Python's own error then names the operands in order
-        return self + other
+        out: Value = self + other  # (other is Any to mypy, and so would be the sum)
+        return out
 
     def __sub__(self, other: Any) -> "Value":  # self - other
         if not isinstance(other, Value):
             if not _is_real(other):
                 return NotImplemented
             other = _num(other)
-        return self + (-other)
+        out: Value = self + (-other)
+        return out
 
     def __rsub__(self, other: Any) -> "Value":  # other - self
         if not _is_real(other):
             return NotImplemented
         other = _num(other)  # before -self reads self.data
-        return (-self) + other
+        out: Value = (-self) + other
+        return out
 
     def __rmul__(self, other: Any) -> "Value":  # other * self
         if not _is_real(other):
             return NotImplemented
-        return self * other
+        out: Value = self * other
+        return out
 
     def __truediv__(self, other: Any) -> "Value":  # self / other
         if isinstance(other, Value):
@@ -384,12 +389,13 @@ class Value:
             return NotImplemented
         other = _num(other)  # operands are converted before any math is checked
         _recip(self.data)
-        return self ** -1 * other
+        out: Value = self ** -1 * other
+        return out
 
     def __repr__(self) -> str:
         return f"Value(data={self.data!r}, grad={self.grad!r})"
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, ...]:
         # a Value pickles as a leaf: its data, grad, label and attributes (the graph is not saved)
         if self.__dict__:
             return (_rebuild, (self.data, self.grad, self.label), dict(self.__dict__))
@@ -414,7 +420,7 @@ def _is_real(x: Any) -> bool:
     return isinstance(x, numbers.Real) and not isinstance(x, (str, bytes))
 
 
-def _refuse_cycle(target: "Value", children: tuple) -> None:
+def _refuse_cycle(target: "Value", children: tuple[Value, ...]) -> None:
     """ValueError if target is below children: __init__ run again with them would make a Value
     its own descendant (the compiled engine's counts could never free such a cycle)."""
     stack, seen = list(children), set()
@@ -464,7 +470,7 @@ _OPS = (
 )
 
 # The activations a layer may apply (linear: none); micrograd.nn lists these names.
-_ACTS: dict = {"relu": Value.relu, "tanh": Value.tanh, "sigmoid": Value.sigmoid, "linear": None}
+_ACTS: dict[str, Optional[Callable[[Value], Value]]] = {"relu": Value.relu, "tanh": Value.tanh, "sigmoid": Value.sigmoid, "linear": None}
 _ACTIVATIONS = tuple(_ACTS)
 
 
@@ -503,7 +509,7 @@ def _dot_node(b: Value, w: Sequence[Value], x: Sequence[Value]) -> Value:
 
 
 def _layer(ws: Sequence[Sequence[Value]], bs: Optional[Sequence[Value]], x: Sequence[Any],
-           act: str) -> list:
+           act: str) -> list[Value]:
     """A whole layer: [act(b_j + sum_i w_ji x_i) for each neuron j], a dot node each (bs None: 0.0)."""
     if act not in _ACTS:
         raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)}")
@@ -524,13 +530,14 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Optional[Sequence[Value]], x: Sequ
         if not isinstance(b, Value):
             raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
         v = _dot_node(b, w, xs)
-        if _ACTS[act] is not None:
-            v = _ACTS[act](v)
+        fn = _ACTS[act]
+        if fn is not None:
+            v = fn(v)
         out.append(v)
     return out
 
 
-def _rows(ws: Sequence[Sequence[Value]], bs: Sequence[Value]) -> tuple:
+def _rows(ws: Sequence[Sequence[Value]], bs: Sequence[Value]) -> tuple[Any, ...]:
     """A layer's weight rows (sequences of Values) and biases, packed once for _layer_rows."""
     ws, bs = tuple(ws), tuple(bs)
     if len(ws) != len(bs):
@@ -541,7 +548,7 @@ def _rows(ws: Sequence[Sequence[Value]], bs: Sequence[Value]) -> tuple:
     return ws, bs
 
 
-def _layer_rows(rows: tuple, x: Sequence[Any], act: str) -> list:
+def _layer_rows(rows: tuple[Any, ...], x: Sequence[Any], act: str) -> list[Value]:
     """_layer over rows made by _rows; a row edited since (w[i] = ...) is seen and packed again."""
     return _layer(rows[0], rows[1], x, act)
 
@@ -552,7 +559,7 @@ def _params_check(params: Sequence[Value]) -> None:
             raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
 
 
-def _pack(params: Iterable[Value]) -> tuple:
+def _pack(params: Iterable[Value]) -> tuple[Value, ...]:
     """The parameters, checked once, for the optimizer kernels (_zero_grad, _sgd_step, _adam_step)."""
     ps = tuple(params)
     _params_check(ps)
@@ -567,7 +574,7 @@ def _zero_grad(params: Sequence[Value]) -> None:
 
 
 def _sgd_step(params: Sequence[Value], lr: float, momentum: float, weight_decay: float,
-              buf: array, started: bool) -> None:
+              buf: array[float], started: bool) -> None:
     """PyTorch's SGD: g = grad + wd*p; buf = g (first step) or momentum*buf + g; p -= lr*buf."""
     _params_check(params)
     for i, p in enumerate(params):
@@ -582,7 +589,7 @@ def _sgd_step(params: Sequence[Value], lr: float, momentum: float, weight_decay:
 
 
 def _adam_step(params: Sequence[Value], lr: float, beta1: float, beta2: float, eps: float,
-               weight_decay: float, m: array, v: array, t: int) -> None:
+               weight_decay: float, m: array[float], v: array[float], t: int) -> None:
     """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
     _params_check(params)
     bc1 = 1.0 - beta1 ** t

@@ -21,12 +21,20 @@ __all__ = ["ProgressBar", "TrainResult", "demo_loss", "train", "accuracy", "rend
 ALPHA = 1e-4
 
 
+def _score(model: MLP, x: Sequence[float]) -> Value:
+    # the demo's models end in one neuron, so model(x) is a bare Value (typed Value | list[Value])
+    out = model(x)
+    if not isinstance(out, Value):
+        raise ValueError(f"the demo's model must have one output, not {len(out)}")
+    return out
+
+
 def demo_loss(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int]) -> Tuple[Value, float]:
     """demo_loss(model, X, y) -> (loss, accuracy): upstream demo's hinge + 1e-4 * L2 loss.
 
     Scores are model(x) for each row; accuracy is the fraction whose sign matches y.
     """
-    scores = [model(row) for row in X]
+    scores = [_score(model, row) for row in X]
     total = losses.hinge(scores, y) + ALPHA * losses.l2(model.parameters())
     acc = sum((yi > 0) == (s.data > 0) for yi, s in zip(y, scores)) / len(y)
     return total, acc
@@ -35,7 +43,7 @@ def demo_loss(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int]) -> Tup
 def accuracy(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int]) -> float:
     """accuracy(model, X, y) -> float: fraction of rows where sign(model(x)) matches y."""
     with no_grad():
-        return sum((yi > 0) == (model(row).data > 0) for row, yi in zip(X, y)) / len(y)
+        return sum((yi > 0) == (_score(model, row).data > 0) for row, yi in zip(X, y)) / len(y)
 
 
 class TrainResult:
@@ -137,7 +145,7 @@ def render_text(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int],
     """
     gx, gy = _grid(X, width, height)
     with no_grad():
-        rows = [["+" if model([a, b]).data > 0 else "." for a in gx] for b in gy]
+        rows = [["+" if _score(model, [a, b]).data > 0 else "." for a in gx] for b in gy]
     dx = (gx[-1] - gx[0]) / (width - 1)
     dy = (gy[0] - gy[-1]) / (height - 1)
     for (a, b), label in zip(X, y):
@@ -168,7 +176,7 @@ def _boundary_figure(model: MLP, X: Sequence[Sequence[float]], y: Sequence[int],
     gx = [min(xs) - 1 + i * h for i in range(nx)]
     gy = [min(ys) - 1 + j * h for j in range(ny)]
     with no_grad():
-        S = [[model([a, b]).data for a in gx] for b in gy]
+        S = [[_score(model, [a, b]).data for a in gx] for b in gy]
     Z = [[1.0 if s > 0 else 0.0 for s in row] for row in S]
     cmap = plt.cm.Spectral
     fig, ax = plt.subplots(figsize=(6, 5))

@@ -64,6 +64,21 @@ def test_mypy_strict_on_user_code(tmp_path):
     assert out.returncode == 0, f"mypy --strict failed:\n{out.stdout}{out.stderr}"
 
 
+def test_mypy_strict_on_the_package_itself(tmp_path):
+    # the package's own source, not only what a user's file sees of it (the pure engine, the
+    # demos and datasets included), with the checkout's mypy settings when they are at hand
+    pytest.importorskip("mypy", reason="mypy is not installed (pip install mypy)")
+    config = PACKAGE_DIR.parent / "pyproject.toml"
+    if not config.is_file():
+        config = pathlib.Path(__file__).resolve().parent.parent / "pyproject.toml"
+    cmd = [sys.executable, "-m", "mypy", "--strict", "--no-error-summary", "--show-error-codes",
+           "--cache-dir", str(tmp_path / ".cache"), "--config-file", str(config),
+           "-p", "micrograd"]
+    out = subprocess.run(cmd, cwd=tmp_path, env=_env_for(tmp_path), capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0, f"mypy --strict micrograd failed:\n{out.stdout}{out.stderr}"
+
+
 # -- help() -------------------------------------------------------------------------------------
 
 VALUE_METHODS = ["relu", "tanh", "exp", "log", "sigmoid", "backward"]
