@@ -478,7 +478,7 @@ def run_digits(mg, P):
                 gc.collect()
                 t0 = _now()
                 train(chunk)
-                samples.append((_now() - t0) * (len(X_train) / len(chunk)) / 1e9)
+                samples.append((_now() - t0) / (len(chunk) / len(X_train)) / 1e9)
             break
         gc.collect()
         t0 = _now()
