@@ -41,6 +41,8 @@ def fmt_ratio(r):
         return f"{r:.0f}×"
     if r >= 10:
         return f"{r:.1f}×"
+    if r < 0.01:  # many times slower (e.g. upstream against PyTorch): two figures, not 0.00×
+        return f"{r:.2g}×"
     return f"{r:.2f}×"
 
 

@@ -84,6 +84,7 @@ def test_formatting_and_ratios():
     assert stats.ratio(100.0, 2.0, "B") is None  # totals get no ratio
     assert stats.ratio(None, 2.0, "s") is None
     assert report.fmt_ratio(312.4) == "312×"
+    assert report.fmt_ratio(0.25) == "0.25×" and report.fmt_ratio(0.00117) == "0.0012×"
 
 
 def test_targets_from_rows():
