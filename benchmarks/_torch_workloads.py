@@ -4,10 +4,12 @@ import random
 
 import torch
 
-from _workloads import (MLP_COLD_NOTE, MLP_LOOP_NOTE, _now, deep_build, graph_build, graph_counts,
-                        metric, mlp_samples, more_ops, repetitions)
+from _workloads import (DIGITS_LR, DIGITS_SEED, MLP_COLD_NOTE, MLP_LOOP_NOTE, _now, deep_build,
+                        digits_batches, digits_data, graph_build, graph_counts, metric, mlp_samples,
+                        more_ops, repetitions)
 
-# PyTorch's defaults, as a user has them: float32, its own thread count.
+# PyTorch's defaults, as a user has them: float32, its own thread count (the digits job: float64,
+# as micrograd computes).
 
 
 def leaf(x):
@@ -158,10 +160,65 @@ def run_mlp(P):
             "check": None, "info": {}}
 
 
+def run_digits(P):
+    """The digits demo's training as a PyTorch user batches it, from the very same start.
+
+    float64; the same split, batches and Adam schedule; the model starts from the weights the
+    demo's MLP draws (random.seed, upstream's uniform(-1, 1) per neuron, / sqrt(nin), zero
+    biases), so its first loss is the demo's; F.cross_entropy averages over the batch.
+    """
+    import torch.nn.functional as F
+    X_train, y_train, X_test, y_test = digits_data(P)
+    sizes = [len(X_train[0])] + P["digits_hidden"] + [10]
+    random.seed(DIGITS_SEED)
+    layers = []
+    for i, (nin, nout) in enumerate(zip(sizes, sizes[1:])):
+        rows = [[random.uniform(-1, 1) for _ in range(nin)] for _ in range(nout)]
+        scale = nin ** -0.5
+        lin = torch.nn.Linear(nin, nout, dtype=torch.float64)
+        with torch.no_grad():
+            lin.weight.copy_(torch.tensor([[w * scale for w in r] for r in rows], dtype=torch.float64))
+            lin.bias.zero_()
+        layers.append(lin)
+        if i < len(sizes) - 2:
+            layers.append(torch.nn.ReLU())
+    model = torch.nn.Sequential(*layers)
+    opt = torch.optim.Adam(model.parameters(), lr=DIGITS_LR)  # betas (0.9, 0.999), eps 1e-8
+    Xt = torch.tensor(X_train, dtype=torch.float64)
+    yt = torch.tensor(y_train)
+    batch = P["digits_batch"]
+    steps = P["digits_epochs"] * -(-len(X_train) // batch)
+    losses = []
+    samples = []
+    for epoch in digits_batches(len(X_train), P):
+        idx = [torch.tensor(chunk) for chunk in epoch]
+        gc.collect()
+        t0 = _now()
+        for chunk in idx:
+            loss = F.cross_entropy(model(Xt[chunk]), yt[chunk])
+            opt.zero_grad()
+            loss.backward()
+            for group in opt.param_groups:
+                group["lr"] = DIGITS_LR * (1.0 - 0.9 * len(losses) / steps)
+            opt.step()
+            losses.append(loss.item())
+        samples.append((_now() - t0) / 1e9)
+    with torch.no_grad():
+        predicted = model(torch.tensor(X_test, dtype=torch.float64)).argmax(1).tolist()
+    acc = sum(p == t for p, t in zip(predicted, y_test)) / len(y_test)
+    return {"metrics": [metric("epoch", "s", samples,
+                               note="batched float64 tensors, F.cross_entropy, torch.optim.Adam"),
+                        metric("test accuracy", "accuracy", [acc], ratios=False,
+                               note=f"after {P['digits_epochs']} epochs, {len(y_test)} test images")],
+            "check": losses[:1], "info": {"train": len(X_train), "test": len(X_test),
+                                          "batch": batch, "epochs": P["digits_epochs"]}}
+
+
 WORKLOADS = {
     "more_ops": run_more_ops,
     "graph200k": run_graph,
     "deep_chain": run_deep,
     "moons_step": run_moons,
     "mlp64_sample": run_mlp,
+    "digits_epoch": run_digits,
 }

@@ -137,10 +137,12 @@ def main(argv):
             if workload in TAKES_VALUE:
                 res = WORKLOADS[workload](mg.Value, P)
             else:
-                if workload in ("moons_step", "mlp64_sample"):
+                if workload in ("moons_step", "mlp64_sample", "digits_epoch"):
                     need(mg, "nn")
                 if workload == "mlp64_sample" and not mg.upstream:
                     need(mg, "optim")
+                if workload == "digits_epoch" and not mg.upstream:
+                    need(mg, "losses", "optim")
                 res = WORKLOADS[workload](mg, P)
         out.update(res)
     except Unavailable as exc:

@@ -40,22 +40,32 @@ SIZES = {
                   graph_reps=(2, 2), deep=2000, deep_reps=(1, 1), moons_n=10, moons_hidden=[4, 4],
                   moons_reps=(2, 2), mlp=(8, [8, 8, 4]), mlp_reps=(2, 2), mlp_cold_reps=(2, 2), mem_chains=20,
                   mem_trace_chains=20, mem_depth=100, import_reps=1, gpt_steps=2, gpt_small=(8, 1),
-                  gpt_large=(8, 2)),
+                  gpt_large=(8, 2),
+                  digits_n=100, digits_hidden=[8], digits_epochs=2, digits_batch=32,
+                  digits_scaled={}),
     "quick": dict(budget=2.0, more_ops_batch=200, more_ops_reps=(5, 30), chains=2000, depth=100,
                   graph_reps=(2, 5), deep=10**6, deep_reps=(1, 3), moons_n=100,
                   moons_hidden=[16, 16], moons_reps=(3, 30), mlp=(64, [64, 64, 10]),
                   mlp_reps=(3, 50), mlp_cold_reps=(3, 30), mem_chains=100, mem_trace_chains=25, mem_depth=1000,
-                  import_reps=3, gpt_steps=8, gpt_small=(16, 1), gpt_large=(32, 2)),
+                  import_reps=3, gpt_steps=8, gpt_small=(16, 1), gpt_large=(32, 2),
+                  digits_n=None, digits_hidden=[64, 64], digits_epochs=20, digits_batch=32,
+                  digits_scaled={"pure": 4, "upstream": 2}),
     "full": dict(budget=15.0, more_ops_batch=500, more_ops_reps=(15, 100), chains=2000, depth=100,
                  graph_reps=(5, 15), deep=10**6, deep_reps=(3, 7), moons_n=100,
                  moons_hidden=[16, 16], moons_reps=(10, 100), mlp=(64, [64, 64, 10]),
                  mlp_reps=(10, 200), mlp_cold_reps=(10, 100), mem_chains=1000, mem_trace_chains=200, mem_depth=1000,
-                 import_reps=10, gpt_steps=20, gpt_small=(16, 1), gpt_large=(32, 2)),
+                 import_reps=10, gpt_steps=20, gpt_small=(16, 1), gpt_large=(32, 2),
+                 digits_n=None, digits_hidden=[64, 64], digits_epochs=20, digits_batch=32,
+                 digits_scaled={"pure": 10, "upstream": 4}),
 }
 # (min, max) repetitions: more than min only while the job has spent less than `budget`
 # seconds, so fast implementations get many samples and slow ones at least min.
 # The worker adds what the runner made and sent on its stdin: P["moons"] = [X, y], the
-# moons_step data (benchmarks/runner.py's job_input), the same points for every implementation.
+# moons_step data (benchmarks/runner.py's job_input), the same points for every implementation;
+# P["digits"] = [X, y], scikit-learn's digits as micrograd.datasets.load_digits gives them (a
+# seeded sample of digits_n of them when that is set), or P["digits_missing"], why not.
+# digits: the demo's default training (digits_epochs epochs of batches of digits_batch); the
+# implementations in digits_scaled time only that many batches of the first epoch and scale.
 
 
 def repetitions(P, key):
@@ -72,13 +82,16 @@ class Unavailable(Exception):
     """This implementation lacks what the workload needs (e.g. micrograd.nn not written yet)."""
 
 
-def metric(name, unit, samples, error=None, note="", ratios=True):
-    """One measured quantity: samples (numbers or Spans) already divided into their unit."""
+def metric(name, unit, samples, error=None, note="", ratios=True, scaled=None):
+    """One measured quantity: samples (numbers or Spans) already divided into their unit.
+
+    scaled: how the samples were scaled up from a part of the work (the table marks the row).
+    """
     samples = list(samples)
     spans = bool(samples) and isinstance(samples[0], Span)
     return {"metric": name, "unit": unit, "samples": [x.wall for x in samples] if spans else samples,
             "cpu_samples": [x.cpu for x in samples] if spans else None,
-            "error": error, "note": note, "ratios": ratios}
+            "error": error, "note": note, "ratios": ratios, "scaled": scaled}
 
 
 def _errname(exc):
@@ -336,6 +349,171 @@ def mlp_samples(step, P, out):
     return loop, cold
 
 
+# ---------------------------------------------------------------- the digits job, per epoch
+
+DIGITS_SEED = 1337  # the demo's defaults: micrograd/demo_digits.py's train_digits
+DIGITS_LR = 0.01
+DIGITS_TEST_FRACTION = 0.2
+DIGITS_EPOCH_NOTE = ("the demo's training batches (forward, cross-entropy averaged over the "
+                     "batch, backward, Adam step); its per-epoch accuracy passes not timed")
+
+
+def digits_split(n, seed, test_fraction=DIGITS_TEST_FRACTION):
+    """(train, test) indices: micrograd.demo_digits.split's seeded shuffle (upstream cannot import it)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    k = max(1, round(n * test_fraction))
+    return order[k:], order[:k]
+
+
+def digits_data(P):
+    """The demo's split of the digits the runner sent: (X_train, y_train, X_test, y_test)."""
+    if "digits_missing" in P:
+        raise Unavailable(P["digits_missing"])
+    X, y = P["digits"]
+    train, test = digits_split(len(X), DIGITS_SEED)
+    return [X[i] for i in train], [y[i] for i in train], [X[i] for i in test], [y[i] for i in test]
+
+
+def digits_init(model):
+    """The demo's weight scaling, uniform(-1, 1) / sqrt(nin): after random.seed(seed), MLP(...)."""
+    for layer in model.layers:
+        for neuron in layer.neurons:
+            scale = len(neuron.w) ** -0.5
+            for w in neuron.w:
+                w.data *= scale
+
+
+def digits_batches(n_train, P):
+    """Epoch after epoch, the demo's minibatches: lists of training-row indices, seeded."""
+    order = random.Random(DIGITS_SEED + 1)
+    rows = list(range(n_train))
+    batch = P["digits_batch"]
+    for _ in range(P["digits_epochs"]):
+        order.shuffle(rows)
+        yield [rows[b:b + batch] for b in range(0, n_train, batch)]
+
+
+def _upstream_unary(Value, x, f, df):
+    # an op made the way upstream 0.1.0 makes its own (its Value has no exp or log)
+    out = Value(f(x.data), (x,), f.__name__)
+
+    def _backward():
+        x.grad += df(x.data, out.data) * out.grad
+    out._backward = _backward
+    return out
+
+
+def upstream_cross_entropy(Value, logits, t):
+    """micrograd.losses.cross_entropy's graph, m + log(sum(exp(l - m))) - l[t], in upstream's Value."""
+    m = max(v.data for v in logits)
+    exps = [_upstream_unary(Value, v - m, math.exp, lambda x, e: e) for v in logits]
+    total = sum(exps[1:], 0 + exps[0])
+    return _upstream_unary(Value, total, math.log, lambda x, _: 1.0 / x) + m - logits[t]
+
+
+class UpstreamAdam:
+    """micrograd.optim.Adam's update (PyTorch's Adam), as a hand loop over upstream's Values."""
+
+    def __init__(self, params, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.params, self.lr, self.betas, self.eps, self.t = params, lr, betas, eps, 0
+        self.m = [0.0] * len(params)
+        self.v = [0.0] * len(params)
+
+    def step(self):
+        beta1, beta2 = self.betas
+        self.t += 1
+        step = self.lr / (1.0 - beta1 ** self.t)
+        bc2_sqrt = math.sqrt(1.0 - beta2 ** self.t)
+        m, v = self.m, self.v
+        for i, p in enumerate(self.params):
+            g = p.grad
+            m[i] = beta1 * m[i] + (1.0 - beta1) * g
+            v[i] = beta2 * v[i] + (1.0 - beta2) * (g * g)
+            p.data = p.data - step * (m[i] / (math.sqrt(v[i]) / bc2_sqrt + self.eps))
+
+
+def run_digits(mg, P):
+    """The digits demo's default training, timed per epoch; or its first batches, scaled to one.
+
+    The same split, weights, batches, loss (the batch's mean cross-entropy: gradients averaged)
+    and Adam schedule as `python -m micrograd.demo digits`; upstream gets the loss and the
+    update written with its own Value. Implementations named in P["digits_scaled"] time that
+    many batches of the first epoch, each scaled by (training rows / batch size) to an epoch.
+    """
+    Value = mg.Value
+    X_train, y_train, X_test, y_test = digits_data(P)
+    impl = "upstream" if mg.upstream else "pure" if mg.engine == "python" else "compiled"
+    scaled = P["digits_scaled"].get(impl)
+    random.seed(DIGITS_SEED)
+    model = mg.nn.MLP(len(X_train[0]), P["digits_hidden"] + [10])
+    digits_init(model)
+    params = model.parameters()
+    if mg.upstream:
+        def xent(logits, t):
+            return upstream_cross_entropy(Value, logits, t)
+        opt = UpstreamAdam(params, lr=DIGITS_LR)
+        zero_grad = model.zero_grad
+    else:
+        xent = mg.losses.cross_entropy
+        opt = mg.optim.Adam(params, lr=DIGITS_LR)
+        zero_grad = opt.zero_grad
+    batch = P["digits_batch"]
+    steps = P["digits_epochs"] * -(-len(X_train) // batch)
+    losses = []
+
+    def train(chunk):
+        terms = [xent(model(X_train[i]), y_train[i]) for i in chunk]
+        loss = sum(terms, Value(0.0)) * (1.0 / len(chunk))
+        zero_grad()
+        loss.backward()
+        opt.lr = DIGITS_LR * (1.0 - 0.9 * len(losses) / steps)
+        opt.step()
+        losses.append(float(loss.data))
+
+    samples = []
+    for epoch in digits_batches(len(X_train), P):
+        if scaled:
+            for chunk in epoch[:scaled]:
+                gc.collect()
+                t0 = _now()
+                train(chunk)
+                samples.append((_now() - t0) / (len(chunk) / len(X_train)) / 1e9)
+            break
+        gc.collect()
+        t0 = _now()
+        for chunk in epoch:
+            train(chunk)
+        samples.append((_now() - t0) / 1e9)
+    note = DIGITS_EPOCH_NOTE + ("; upstream: the loss's exp and log made as upstream makes "
+                                "its ops, Adam as a hand loop" if mg.upstream else "")
+    info = {"train": len(X_train), "test": len(X_test), "batch": batch,
+            "params": len(params), "epochs": P["digits_epochs"]}
+    if scaled:
+        n = len(samples)
+        how = (f"{n} batch{'es' if n != 1 else ''} of {batch} of the first epoch timed, each "
+               f"× {len(X_train)}/{batch} (training rows / batch size)")
+        info["scaled"] = how
+        return {"metrics": [metric("epoch", "s", samples, note=note, scaled=how),
+                            metric("test accuracy", "accuracy", [], ratios=False,
+                                   error=f"not measured: scaled from {n} batches")],
+                "check": losses, "info": info}
+    if mg.upstream:
+        predicted = [_argmax([v.data for v in model(row)]) for row in X_test]
+    else:
+        with mg.module.engine.no_grad():
+            predicted = [_argmax([v.data for v in model(row)]) for row in X_test]
+    acc = sum(p == t for p, t in zip(predicted, y_test)) / len(y_test)
+    return {"metrics": [metric("epoch", "s", samples, note=note),
+                        metric("test accuracy", "accuracy", [acc], ratios=False,
+                               note=f"after {P['digits_epochs']} epochs, {len(y_test)} test images")],
+            "check": losses, "info": info}
+
+
+def _argmax(xs):
+    return xs.index(max(xs))
+
+
 # ---------------------------------------------------------------- memory
 
 def rss_bytes():
@@ -462,6 +640,7 @@ WORKLOADS = {
     "deep_chain": run_deep,
     "moons_step": run_moons,
     "mlp64_sample": run_mlp,
+    "digits_epoch": run_digits,
     "memory": run_memory,
     "microgpt16": lambda Value, P, variant="a": run_microgpt(Value, P, "gpt_small", variant),
     "microgpt32": lambda Value, P, variant="a": run_microgpt(Value, P, "gpt_large", variant),

@@ -2,6 +2,13 @@
 import math
 
 HEADERS = ["benchmark", "implementation", "median", "min – max", "vs upstream", "vs pure"]
+TORCH_HEADER = "vs torch"  # shown when PyTorch has a figure in the run
+
+
+def headers(rows):
+    """The table's columns: HEADERS, and "vs torch" when PyTorch has a figure in these rows."""
+    torch = any(r["impl"] == "torch" and r["stats"] for r in rows)
+    return HEADERS + [TORCH_HEADER] if torch else list(HEADERS)
 
 
 def fmt_value(x, unit):
@@ -22,6 +29,8 @@ def fmt_value(x, unit):
             if a >= scale:
                 return f"{x / scale:.3g} {name}"
         return f"{x:.0f} B"
+    if unit == "accuracy":
+        return f"{x:.3f}"
     return f"{x:.4g} {unit}"
 
 
@@ -32,26 +41,31 @@ def fmt_ratio(r):
         return f"{r:.0f}×"
     if r >= 10:
         return f"{r:.1f}×"
+    if r < 0.01:  # many times slower (e.g. upstream against PyTorch): two figures, not 0.00×
+        return f"{r:.2g}×"
     return f"{r:.2f}×"
 
 
-def row_cells(row):
+def row_cells(row, torch=False):
+    """The row's cells under headers(); torch: with the "vs torch" column."""
     unit, st = row["unit"], row["stats"]
     what = f"{row['workload']} {row['metric']}"
     if unit in ("ns/node", "B/node"):
         what += " (/node)"
     if st is None:
-        return [what, row["impl"], row["status"] or "—", "", "", ""]
+        return [what, row["impl"], row["status"] or "—", "", "", ""] + ([""] if torch else [])
     rng = f"{fmt_value(st['min'], unit)} – {fmt_value(st['max'], unit)}" if st["n"] > 1 else "(1 run)"
-    return [what, row["impl"], fmt_value(st["median"], unit), rng,
-            fmt_ratio(row["vs_upstream"]), fmt_ratio(row["vs_pure"])]
+    median = fmt_value(st["median"], unit) + (" (scaled)" if row.get("scaled") else "")
+    return ([what, row["impl"], median, rng, fmt_ratio(row["vs_upstream"]),
+             fmt_ratio(row["vs_pure"])] + ([fmt_ratio(row.get("vs_torch"))] if torch else []))
 
 
 def text_table(rows):
-    cells = [row_cells(r) for r in rows]
+    heads = headers(rows)
+    cells = [row_cells(r, len(heads) > len(HEADERS)) for r in rows]
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h)
-              for i, h in enumerate(HEADERS)]
-    out = ["  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)),
+              for i, h in enumerate(heads)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(heads, widths)),
            "  ".join("-" * w for w in widths)]
     prev = None
     for r, c in zip(rows, cells):
@@ -64,9 +78,10 @@ def text_table(rows):
 
 
 def markdown_table(rows):
-    out = ["| " + " | ".join(HEADERS) + " |",
-           "|" + "|".join(["---", "---", "---:", "---:", "---:", "---:"]) + "|"]
-    for c in (row_cells(r) for r in rows):
+    heads = headers(rows)
+    out = ["| " + " | ".join(heads) + " |",
+           "|" + "|".join(["---", "---"] + ["---:"] * (len(heads) - 2)) + "|"]
+    for c in (row_cells(r, len(heads) > len(HEADERS)) for r in rows):
         out.append("| " + " | ".join(x.replace("|", "\\|") for x in c) + " |")
     return "\n".join(out)
 
@@ -103,18 +118,22 @@ def render(doc, markdown):
     upstream = machine["versions"]["upstream micrograd"]
     out = []
     if markdown:
+        vs_torch = len(headers(doc["rows"])) > len(HEADERS)
         out.append(f"`{doc['command']}` on {machine_line(machine)}, {doc['date'][:10]}; commit "
                    f"{machine['git_commit']}. Medians of {clock} time; ratios are times faster "
                    f"(or bytes smaller) than upstream micrograd {upstream} / our pure-Python "
-                   "engine in the same run.\n")
+                   "engine" + (" / PyTorch (below 1×: slower)" if vs_torch else "")
+                   + " in the same run.\n")
         out.append(markdown_table(doc["rows"]))
         out.append("")
         out.append(targets_text(doc["targets"], True))
     else:
         out.append(f"machine: {machine_line(machine)}")
         out.append(f"mode: {mode}; clock: {clock} time; {doc['method']}")
+        vs_torch = len(headers(doc["rows"])) > len(HEADERS)
         out.append("ratios: how many times faster (or smaller per node) than upstream micrograd "
-                   f"{upstream} / the pure engine, same run")
+                   f"{upstream} / the pure engine" + (" / PyTorch (below 1×: slower)" if vs_torch
+                                                      else "") + ", same run")
         out.append("")
         out.append(text_table(doc["rows"]))
         out.append("")
@@ -130,6 +149,8 @@ def render(doc, markdown):
     if clock == "cpu":
         notes.append("CPU time is the whole process's: PyTorch's worker threads count too; "
                      "import times stay wall time")
+    notes += [f"{r['impl']} {r['workload']} {r['metric']} is scaled: {r['scaled']}"
+              for r in doc["rows"] if r.get("scaled") and r["stats"]]
     results = doc["results"]
     notes += [f"{r['impl']} {r['workload']}: {r['status']}: {r.get('reason')}"
               for r in results if r.get("status") != "ok"]
@@ -155,7 +176,7 @@ def plot(rows, path):
     groups = []
     for r in rows:
         key = (r["workload"], r["metric"])
-        if r["unit"] == "B" or (r["stats"] is None and not r["status"]):
+        if r["unit"] in ("B", "accuracy") or (r["stats"] is None and not r["status"]):
             continue
         if r["stats"] is not None and r["stats"]["median"] <= 0:
             continue  # nothing to draw on a log scale

@@ -6,6 +6,7 @@ import importlib.util
 import json
 import os
 import platform
+import random
 import runpy
 import shutil
 import subprocess
@@ -29,14 +30,16 @@ UPSTREAM_DIR = ROOT / ".upstream" / f"micrograd-{UPSTREAM_VERSION}"
 # compiled engine: (b) micrograd.functional for its list ops, (c) and micrograd.optim.Adam too
 IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor", "functional", "functional-adam"]
 SCRIPT_IMPLS = ("inline", "floor", "functional", "functional-adam")
-WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "memory", "import",
-             "microgpt16", "microgpt32"]
+WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "digits_epoch",
+             "memory", "import", "microgpt16", "microgpt32"]
 DESCRIPTIONS = {
     "more_ops": "upstream's test_more_ops graph, built + backpropagated",
     "graph200k": "2000 chains x 100 binary ops + a sum tree (~202k op nodes, longest path 111)",
     "deep_chain": "a chain of 10^6 binary ops: forward, backward, free",
     "moons_step": "upstream's demo step: MLP(2,[16,16,1]) on 100 moons points, hinge + L2, SGD",
     "mlp64_sample": "MLP(64,[64,64,10]) on one sample: forward + backward + SGD step",
+    "digits_epoch": "`python -m micrograd.demo digits`'s default training: MLP(64,[64,64,10]) on "
+                    "1438 8x8 digits, cross-entropy averaged over batches of 32, Adam; per epoch",
     "memory": "a graph kept alive only by its root: bytes per node, and what is left after del",
     "import": "`import micrograd` in a fresh interpreter",
     "microgpt16": "benchmarks/microgpt.py, a scalar-Value char GPT (n_embd 16, 1 layer, 4 heads): one training step",
@@ -49,7 +52,9 @@ TORCH_SKIPS = {"smoke": {"memory"}, "quick": {"memory", "deep_chain"}, "full": {
 JOB_TIMEOUT = 1200
 # micrograd/datasets.py by its path: importing the package would load an engine into this
 # process, which only starts the jobs (and would warn here when no engine is built)
-make_moons = runpy.run_path(str(ROOT / "micrograd" / "datasets.py"))["make_moons"]
+_datasets = runpy.run_path(str(ROOT / "micrograd" / "datasets.py"))
+make_moons = _datasets["make_moons"]
+_digits_cache = {}
 
 
 # ---------------------------------------------------------------- implementations and jobs
@@ -120,7 +125,25 @@ def job_input(workload, mode):
     """
     if workload == "moons_step":
         return {"moons": make_moons(SIZES[mode]["moons_n"], noise=0.1, seed=1337)}
+    if workload == "digits_epoch":
+        return digits_input(SIZES[mode]["digits_n"])
     return {}
+
+
+def digits_input(limit):
+    """{"digits": [X, y]} (micrograd.datasets.load_digits; `limit` of them, the demo's --limit
+    sample), or {"digits_missing": why} without scikit-learn. Loaded once per run."""
+    if limit not in _digits_cache:
+        try:
+            X, y = _datasets["load_digits"]()
+        except ImportError as exc:
+            _digits_cache[limit] = {"digits_missing": str(exc)}
+        else:
+            if limit is not None and limit < len(X):
+                keep = random.Random(1337).sample(range(len(X)), limit)  # the demo's --limit
+                X, y = [X[i] for i in keep], [y[i] for i in keep]
+            _digits_cache[limit] = {"digits": [X, y]}
+    return _digits_cache[limit]
 
 
 def run_job(impl, workload, mode):

@@ -12,7 +12,7 @@ def stats(samples):
 
 def ratio(base, this, unit):
     """How many times better `this` is than `base` (time or bytes per node: lower is better)."""
-    if unit == "B" or base is None or this is None or this <= 0 or base <= 0:
+    if unit in ("B", "accuracy") or base is None or this is None or this <= 0 or base <= 0:
         return None
     return base / this
 
@@ -26,7 +26,11 @@ def _samples(m, clock):
 
 
 def build_rows(results, workloads, impls, clock="wall"):
-    """One row per (workload, metric, impl), in the order given, with ratios from the same run."""
+    """One row per (workload, metric, impl), in the order given, with ratios from the same run.
+
+    vs_upstream, vs_pure, vs_torch: how many times faster (or smaller) than that implementation
+    (below 1: slower); scaled: how a row's figure was scaled up from part of the work, or None.
+    """
     by = {(r["workload"], r["impl"]): r for r in results}
     rows = []
     for wl in workloads:
@@ -44,7 +48,7 @@ def build_rows(results, workloads, impls, clock="wall"):
                 m = next((m for m in res.get("metrics", []) if m["metric"] == mname), None)
                 cells[impl] = (res, m)
             base = {k: stats(_samples(cells[k][1], clock)) if k in cells and cells[k][1] else None
-                    for k in ("upstream", "pure")}
+                    for k in ("upstream", "pure", "torch")}
             for impl in impls:
                 if impl not in cells:
                     continue
@@ -69,6 +73,9 @@ def build_rows(results, workloads, impls, clock="wall"):
                                          med, unit) if impl != "upstream" else None,
                     "vs_pure": ratio(base["pure"]["median"] if base["pure"] else None, med, unit)
                     if impl != "pure" else None,
+                    "vs_torch": ratio(base["torch"]["median"] if base["torch"] else None, med, unit)
+                    if impl != "torch" else None,
+                    "scaled": m.get("scaled") if m else None,
                 })
     return rows
 
@@ -90,6 +97,9 @@ def median(rows, workload, metric, impl):
 def compare_checks(results):
     """Same code, same seeds: compiled and pure must agree bit for bit, upstream within 1e-9.
 
+    PyTorch's check, where it has one (digits_epoch: the first batch's loss, from the same
+    weights), must agree with ours within 1e-9.
+
     The scalar scripts' own Value ("inline") must agree within 1e-12: its backward adds a node's
     gradient contributions in another order, so the last bits may differ. So must the script
     with micrograd.functional ("functional"); with optim.Adam as well ("functional-adam"), whose
@@ -97,6 +107,12 @@ def compare_checks(results):
     """
     notes = []
     by = {}
+    first = {(r["workload"], r["impl"]): r["check"][0] for r in results if r.get("check")}
+    for (wl, impl), loss in first.items():
+        # PyTorch starts the digits job from the demo's weights: its first loss is ours
+        ours = first.get((wl, "compiled"), first.get((wl, "pure")))
+        if impl == "torch" and ours is not None and not math.isclose(loss, ours, rel_tol=1e-9):
+            notes.append(f"{wl}: PyTorch's first loss {loss!r} is not ours ({ours!r}) within 1e-9")
     for r in results:
         if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream", "inline",
                                                           "functional", "functional-adam"):

@@ -200,8 +200,11 @@ def save_digits_plot(result: DigitsResult, path: str) -> None:
     plt.close(fig)
 
 
-def _progress(epoch: int, epochs: int, result: DigitsResult) -> None:
-    print(f"epoch {epoch:>{len(str(epochs))}}/{epochs} loss {result.losses[-1]:.4f} "
+def _progress(epoch: int, epochs: int, result: DigitsResult, width: int = 20) -> None:
+    # one line per epoch: a bar of the epochs done, then that epoch's figures
+    filled = width * epoch // epochs
+    bar = "#" * filled + "." * (width - filled)
+    print(f"epoch {epoch:>{len(str(epochs))}}/{epochs} [{bar}] loss {result.losses[-1]:.4f} "
           f"train {result.train_accuracies[-1]:.3f} test {result.test_accuracies[-1]:.3f} "
           f"{result.seconds:.2f}s", file=sys.stderr, flush=True)
 

@@ -1,6 +1,7 @@
 """The benchmark suite runs end to end at smoke sizes, so it cannot rot; no timing is asserted."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -34,6 +35,8 @@ def test_every_workload_ran_on_every_implementation(smoke):
     _, doc = smoke
     ran = {(res["workload"], res["impl"]): res for res in doc["results"]}
     for wl in runner.WORKLOADS:
+        if wl == "digits_epoch" and importlib.util.find_spec("sklearn") is None:
+            continue  # without scikit-learn it says so (unavailable)
         for impl in IMPLS:
             res = ran[(wl, impl)]
             assert res["status"] == "ok", (wl, impl, res.get("reason"), res.get("traceback"))
@@ -81,6 +84,7 @@ def test_formatting_and_ratios():
     assert stats.ratio(100.0, 2.0, "B") is None  # totals get no ratio
     assert stats.ratio(None, 2.0, "s") is None
     assert report.fmt_ratio(312.4) == "312×"
+    assert report.fmt_ratio(0.25) == "0.25×" and report.fmt_ratio(0.00117) == "0.0012×"
 
 
 def test_targets_from_rows():
@@ -110,7 +114,7 @@ def test_targets_from_rows():
 
 
 def test_every_target_is_a_row_of_the_table():
-    kinds = {"at most", "faster", "time ratio", "runs", "distance"}
+    kinds = {"at most", "at least", "faster", "time ratio", "runs", "distance"}
     for t in targets.TARGETS:
         assert t["kind"] in kinds and t["workload"] in runner.WORKLOADS, t
         assert ("versus" in t) == (t["kind"] in ("faster", "time ratio", "distance")), t
@@ -241,3 +245,155 @@ def test_a_one_workload_chart_is_one_panel_wide(tmp_path):
     assert report.plot(rows, str(path)) is None
     width, _ = struct.unpack(">II", path.read_bytes()[16:24])
     assert width <= 5 * 120 + 10, width  # one 5-inch column at 120 dpi, not three
+
+
+# the digits job (python -m micrograd.demo digits) per epoch
+
+def _sklearn():
+    pytest.importorskip("sklearn", reason="the digits workload needs scikit-learn")
+
+
+def _bench_P(mode="smoke", **over):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _workloads
+    P = dict(_workloads.SIZES[mode], **runner.job_input("digits_epoch", mode))
+    P.update(over)
+    return _workloads, P
+
+
+def test_digits_workload_trains_as_the_demo_does():
+    # the benchmark's loop is the demo's training: same split, weights, batches, losses, accuracy
+    _sklearn()
+    import types
+
+    import micrograd
+    from micrograd import demo_digits, losses, nn, optim
+    _workloads, P = _bench_P(digits_hidden=[6], digits_epochs=2, digits_batch=16)
+    X, y = P["digits"]  # the smoke sizes' seeded 100 of the images
+    assert len(X) == 100
+    assert _workloads.digits_split(len(X), 1337) == demo_digits.split(len(X), 1337)
+    mg = types.SimpleNamespace(Value=micrograd.Value, nn=nn, losses=losses, optim=optim,
+                               module=micrograd, upstream=False, engine=micrograd.IMPLEMENTATION)
+    res = _workloads.run_digits(mg, P)
+    demo = demo_digits.train_digits(X, y, epochs=2, batch=16, hidden=(6,))
+    per_epoch = -(-80 // 16)
+    assert len(res["check"]) == 2 * per_epoch
+    for e in range(2):
+        total = 0.0
+        for loss in res["check"][e * per_epoch:(e + 1) * per_epoch]:
+            total += loss * 16
+        assert total / 80 == demo.losses[e]  # bit for bit
+    epoch, acc = res["metrics"]
+    assert epoch["metric"] == "epoch" and len(epoch["samples"]) == 2 and epoch["scaled"] is None
+    assert acc["samples"] == [demo.test_accuracy] and acc["ratios"] is False
+    # scaled: two batches of the first epoch, each x 80/16, and no accuracy
+    P["digits_scaled"] = {micrograd.IMPLEMENTATION.replace("python", "pure"): 2}
+    res = _workloads.run_digits(mg, P)
+    epoch, acc = res["metrics"]
+    assert len(epoch["samples"]) == 2 and "2 batches of 16" in epoch["scaled"]
+    assert acc["samples"] == [] and acc["error"].startswith("not measured")
+    assert len(res["check"]) == 2
+
+
+def test_upstream_cross_entropy_and_adam_match_ours():
+    # upstream's digits job writes the loss and Adam with its own Value: the same numbers
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _workloads
+
+    from micrograd import Value, losses, optim
+    logits = [0.5, -1.25, 3.0, 0.0]
+    a = [Value(v) for v in logits]
+    b = [Value(v) for v in logits]
+    ours = losses.cross_entropy(a, 2)
+    theirs = _workloads.upstream_cross_entropy(Value, b, 2)
+    assert theirs.data == pytest.approx(ours.data, rel=1e-15)
+    ours.backward()
+    theirs.backward()
+    assert [v.grad for v in b] == pytest.approx([v.grad for v in a], rel=1e-12)
+    adam, hand = optim.Adam(a, lr=0.01), _workloads.UpstreamAdam(b, lr=0.01)
+    for _ in range(3):
+        adam.step()
+        hand.step()
+    assert [v.data for v in b] == [v.data for v in a]
+
+
+def test_digits_epoch_rows_and_targets_in_the_suite(tmp_path):
+    _sklearn()
+    impls = ["pure"] if NO_EXTENSIONS else ["compiled", "pure"]
+    if importlib.util.find_spec("torch") is not None:
+        impls.append("torch")
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "digits_epoch",
+         "--impl", ",".join(impls), "--json", str(tmp_path / "d.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "d.json").read_text())
+    ran = {res["impl"]: res for res in doc["results"]}
+    assert set(ran) == set(impls)
+    assert all(res["status"] == "ok" for res in ran.values()), ran
+    assert doc["mismatches"] == []  # compiled == pure; PyTorch's first loss is ours
+    rows = {(row["metric"], row["impl"]) for row in doc["rows"] if row["stats"]}
+    assert {("epoch", i) for i in impls} | {("test accuracy", i) for i in impls} <= rows
+    got = {t["target"]: t for t in doc["targets"]}
+    acc = got["digits default run: test accuracy ≥ 0.95 (compiled)"]
+    assert acc["status"] == ("n/a" if NO_EXTENSIONS else "NOT met")  # 100 images, 2 epochs
+    ratio = got["digits epoch no slower than 5× PyTorch batched"]
+    assert ratio["status"] in ({"n/a"} if NO_EXTENSIONS or "torch" not in impls else {"met", "NOT met"})
+    assert "digits_epoch test accuracy" in r.stdout
+
+
+def test_digits_targets_and_scaled_rows():
+    rows = [_row("digits_epoch", "epoch", "compiled", 0.3),
+            _row("digits_epoch", "epoch", "torch", 0.05),
+            dict(_row("digits_epoch", "epoch", "upstream", 9000.0), scaled="2 batches of 32"),
+            _row("digits_epoch", "test accuracy", "compiled", 0.972, "accuracy")]
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"digits_epoch"})}
+    assert got["digits epoch no slower than 5× PyTorch batched"]["status"] == "NOT met"
+    assert got["digits epoch no slower than 5× PyTorch batched"]["measured"] == "6.00× PyTorch's time"
+    assert got["digits default run: test accuracy ≥ 0.95 (compiled)"]["status"] == "met"
+    assert got["digits default run: test accuracy ≥ 0.95 (compiled)"]["measured"] == "0.972"
+    rows[0]["stats"]["median"] = 0.2
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"digits_epoch"})}
+    assert got["digits epoch no slower than 5× PyTorch batched"]["status"] == "met"
+    for row in rows:
+        row.setdefault("vs_upstream", None)
+        row.setdefault("vs_pure", None)
+    assert report.row_cells(rows[2])[2] == "9000 s (scaled)"
+    assert report.row_cells(rows[3])[2] == "0.972"
+    assert stats.ratio(0.5, 0.972, "accuracy") is None
+
+
+def _torch_results():
+    def res(impl, median):
+        return {"impl": impl, "workload": "moons_step", "status": "ok",
+                "metrics": [{"metric": "step", "unit": "s", "samples": [median],
+                             "cpu_samples": [median], "error": None, "note": "", "ratios": True,
+                             "scaled": None}]}
+    return [res("compiled", 2e-3), res("torch", 1e-3)]
+
+
+def test_a_ratio_to_torch_without_upstream_or_pure():
+    rows = stats.build_rows(_torch_results(), ["moons_step"], ["compiled", "torch"])
+    compiled = next(r for r in rows if r["impl"] == "compiled")
+    assert compiled["vs_torch"] == 0.5 and compiled["vs_upstream"] is None
+    text = report.text_table(rows)
+    assert text.splitlines()[0].split("  ")[-1].strip() == "vs torch"
+    assert "0.50×" in text
+    assert "| vs torch |" in report.markdown_table(rows).splitlines()[0] + " |"
+    # without a PyTorch figure, no such column
+    alone = stats.build_rows(_torch_results()[:1], ["moons_step"], ["compiled"])
+    assert "vs torch" not in report.text_table(alone)
+
+
+def test_vs_torch_column_printed_by_the_suite():
+    if NO_EXTENSIONS or importlib.util.find_spec("torch") is None:
+        pytest.skip("needs the compiled engine and PyTorch")
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "moons_step",
+         "--impl", "compiled,torch"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    header = next(line for line in r.stdout.splitlines() if line.startswith("benchmark"))
+    assert header.split()[-2:] == ["vs", "torch"]
+    compiled = next(line for line in r.stdout.splitlines() if line.startswith("moons_step step")
+                    and " compiled " in line)
+    assert compiled.rstrip().endswith("×")

@@ -6,7 +6,6 @@ import io
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -258,10 +257,11 @@ def test_digits_small_run(capsys):
     assert "MLP(64, [8, 10]), 150 images (120 train), 2 epochs" in out.err
     progress = [line for line in out.err.splitlines() if line.startswith("epoch ")]
     assert [line.split()[1] for line in progress] == ["1/2", "2/2"]
+    assert [line.split()[2] for line in progress] == ["[" + "#" * 10 + "." * 10 + "]", "[" + "#" * 20 + "]"]
     for line in progress:
         words = line.split()
-        assert words[2::2][:3] == ["loss", "train", "test"]
-        assert float(words[3]) > 0 and 0 <= float(words[5]) <= 1 and 0 <= float(words[7]) <= 1
+        assert words[3::2][:3] == ["loss", "train", "test"]
+        assert float(words[4]) > 0 and 0 <= float(words[6]) <= 1 and 0 <= float(words[8]) <= 1
     lines = out.out.splitlines()
     assert lines[0].startswith("confusion matrix") and lines[1].split() == ["true", *map(str, range(10))]
     rows = [list(map(int, line.split())) for line in lines[2:12]]
@@ -295,7 +295,7 @@ def test_digits_as_a_module_and_through_python_dash_m_micrograd():
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
-        assert "epoch 1/1 loss" in out.stderr
+        assert "epoch 1/1 [" + "#" * 20 + "] loss" in out.stderr
 
 
 def test_digits_without_scikit_learn():
@@ -331,6 +331,20 @@ def test_digits_png(capsys, tmp_path):
     assert f"wrote {target}" in out.err
 
 
+def test_digits_end_to_end_on_a_slice_learns(capsys, tmp_path):
+    # a few hundred images, two epochs: well above chance (0.1; 0.717 here), the picture written
+    _sklearn()
+    pytest.importorskip("matplotlib")
+    target = tmp_path / "digits.png"
+    out = _run(capsys, "digits", "--limit", "300", "--hidden", "16", "--batch", "4",
+               "--epochs", "2", "--out", str(target))
+    assert "300 images (240 train), 2 epochs" in out.err and "epoch 2/2 [" + "#" * 20 + "] loss" in out.err
+    last = out.out.strip().splitlines()[-1]
+    assert last.startswith("test accuracy: ") and last.endswith("/60)")
+    assert float(last.split()[2]) > 0.5, last
+    assert target.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and target.stat().st_size > 10_000
+
+
 def test_digits_figure_shows_curves_and_misclassified_digits():
     _sklearn()
     pytest.importorskip("matplotlib")
@@ -351,17 +365,16 @@ def test_digits_figure_shows_curves_and_misclassified_digits():
         plt.close(fig)
 
 
-def test_default_digits_run_reaches_95_percent_in_30_seconds():
+def test_default_digits_run_reaches_95_percent():
+    # the time it takes is the benchmark's to say (python -m benchmarks --only digits_epoch):
+    # no test asserts a time
     _sklearn()
     from micrograd import IMPLEMENTATION
     if IMPLEMENTATION != "compiled":
         pytest.skip("the default digits run takes ~7 minutes on the pure engine")
-    start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "micrograd.demo", "digits"], capture_output=True,
-                         text=True, timeout=120)
-    seconds = time.perf_counter() - start
+                         text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     last = out.stdout.strip().splitlines()[-1]
     assert last.startswith("test accuracy: ") and float(last.split()[2]) >= 0.95, last
     assert "epoch 20/20" in out.stderr
-    assert seconds < 30, f"the default digits run took {seconds:.1f}s"
