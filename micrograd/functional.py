@@ -68,6 +68,11 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
     columns)`` (columns[j] = [v[j] for v in values]) the weighted sum of the values.
     """
     xs = x if type(x) is tuple else tuple(x)
+    if b is None and _COMPILED and type(w) is list:
+        try:  # the common case in one call (the kernel checks the shapes as it packs)
+            return cast(List[Value], _impl._f_linear(w, xs))
+        except (TypeError, ValueError):
+            pass  # numbers in w, or a bad shape: the slow way below says which
     if type(w) is not list and type(w) is not tuple:
         w = list(w)
     nout = len(w)
