@@ -30,6 +30,9 @@ __all__ = ["linear", "dot", "sum", "softmax", "log_softmax", "rmsnorm", "relu", 
            "sigmoid", "cross_entropy"]
 
 _COMPILED = hasattr(_impl, "_f_softmax")
+if _COMPILED:  # bound once: each call below is then one lookup and one C call
+    _f_linear, _f_softmax, _f_log_softmax = _impl._f_linear, _impl._f_softmax, _impl._f_log_softmax
+    _f_rmsnorm, _f_map, _f_sum = _impl._f_rmsnorm, _impl._f_map, _impl._f_sum
 
 
 def _values(xs: Any, what: str) -> List[Value]:
@@ -67,12 +70,13 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
     row. Also the attention products: ``linear(q, keys)`` is the logits, ``linear(weights,
     columns)`` (columns[j] = [v[j] for v in values]) the weighted sum of the values.
     """
-    xs = x if type(x) is tuple else tuple(x)
+    xs = x if type(x) is tuple or type(x) is list else tuple(x)
     if b is None and _COMPILED and type(w) is list:
         try:  # the common case in one call (the kernel checks the shapes as it packs)
-            return cast(List[Value], _impl._f_linear(w, xs))
+            return cast(List[Value], _f_linear(w, xs))
         except (TypeError, ValueError):
             pass  # numbers in w, or a bad shape: the slow way below says which
+    xs = tuple(xs)
     if type(w) is not list and type(w) is not tuple:
         w = list(w)
     nout = len(w)
@@ -86,7 +90,7 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
         raise ValueError(f"linear: w is {nout}x{len(w[0])} but x has {len(xs)} elements")
     try:
         if bs is None and _COMPILED:
-            return _impl._f_linear(w, xs)  # (keeps the packing of a matrix of leaves)
+            return _f_linear(w, xs)  # (keeps the packing of a matrix of leaves)
         return _impl._layer(w, bs, xs, "linear")  # the kernel checks the rows as it packs them
     except (TypeError, ValueError):
         rows = _rows(w, "linear")  # numbers in w, or rows of different lengths: say which
@@ -107,7 +111,7 @@ def sum(values: Sequence[Any], start: Any = 0) -> Value:
     Always a Value (of start, when values is empty), unlike built-in sum() of numbers.
     """
     if _COMPILED:
-        return _impl._f_sum(values, start)
+        return cast(Value, _f_sum(values, start))
     vs = _values(values, "values")
     if not isinstance(start, Value):
         if not isinstance(start, numbers.Real):
@@ -129,7 +133,7 @@ def softmax(logits: Sequence[Any]) -> List[Value]:
         total = sum(exps)
     """
     if _COMPILED:
-        return _impl._f_softmax(logits)
+        return cast(List[Value], _f_softmax(logits))
     vs = _values(logits, "logits")
     if not vs:
         raise ValueError("softmax of an empty sequence")
@@ -147,7 +151,7 @@ def log_softmax(logits: Sequence[Any]) -> List[Value]:
         lse = sum(s.exp() for s in shifted).log()
     """
     if _COMPILED:
-        return _impl._f_log_softmax(logits)
+        return cast(List[Value], _f_log_softmax(logits))
     vs = _values(logits, "logits")
     if not vs:
         raise ValueError("log_softmax of an empty sequence")
@@ -163,10 +167,12 @@ def rmsnorm(x: Sequence[Any], eps: float = 1e-5) -> List[Value]:
         ms = sum(xi * xi for xi in x) / len(x)
         scale = (ms + eps) ** -0.5
     """
+    if _COMPILED and type(eps) is float:
+        return cast(List[Value], _f_rmsnorm(x, eps))
     if not isinstance(eps, numbers.Real) or isinstance(eps, Value):
         raise TypeError(f"eps must be a real number, not {type(eps).__name__!r}")
     if _COMPILED:
-        return _impl._f_rmsnorm(x, float(eps))
+        return cast(List[Value], _f_rmsnorm(x, float(eps)))
     vs = _values(x, "inputs")
     if not vs:
         raise ValueError("rmsnorm of an empty sequence")
@@ -177,7 +183,7 @@ def rmsnorm(x: Sequence[Any], eps: float = 1e-5) -> List[Value]:
 
 def _map(xs: Sequence[Any], act: str) -> List[Value]:
     if _COMPILED:
-        return _impl._f_map(xs, act)
+        return cast(List[Value], _f_map(xs, act))
     return [getattr(v, act)() for v in _values(xs, "inputs")]
 
 

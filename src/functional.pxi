@@ -187,11 +187,14 @@ cdef MgGroup* _group_new(object xs, str what, uint8_t kind) except NULL:
 
 cdef list _wrap_all(NodeC** nodes, Py_ssize_t m):
     """The handles of m fresh nodes nobody holds yet; if one cannot be made, the rest are freed."""
-    cdef list out = []
+    cdef list out = PyList_New(m)  # (its items NULL until set: only set ones are released)
     cdef Py_ssize_t i = 0, j
+    cdef Value v
     try:
         while i < m:
-            out.append(_wrap(ARENA, nodes[i]))
+            v = _wrap(ARENA, nodes[i])
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, i, v)
             i += 1
     except BaseException:
         for j in range(i + 1, m):  # (_wrap freed nodes[i] itself)

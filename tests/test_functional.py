@@ -496,3 +496,45 @@ def test_draw_dot_shows_a_fused_output_as_one_labelled_node():
         if IMPLEMENTATION == "compiled":
             assert [t for _, t in ops] == ["softmax"]
             assert len(edges) == 3  # a -> op, b -> op, op -> out
+
+
+PROGRAM_OPS = ["softmax", "log_softmax", "rmsnorm", "relu", "tanh", "sigmoid", "linear", "add"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(xs=st.lists(finite, min_size=1, max_size=6),
+       prog=st.lists(st.tuples(st.sampled_from(PROGRAM_OPS), st.integers(0, 5)), min_size=1, max_size=6),
+       keep=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_programs_of_fused_ops_compiled_equal_pure_bit_for_bit(engines, xs, prog, keep):
+    # the compiled engine's fused kernels against the pure engine's composed formulas: chains of
+    # them (fused outputs feeding fused ops, vectors added to earlier ones), some outputs never
+    # used
+    compiled, pure = engines
+
+    def go(E, fused):
+        V = E.Value
+        vals = [V(x) for x in xs]
+        vec, history = list(vals), [list(vals)]
+        w = [[V(0.1 * (i - j) + 0.05) for i in range(len(xs))] for j in range(len(xs))]
+        for op, k in prog:
+            if op == "linear":
+                vec = (E._f_linear(w, tuple(vec)) if fused else c_linear(vec, w))
+            elif op == "add":
+                other = history[k % len(history)]
+                vec = [a + b for a, b in zip(vec, other)]
+            elif op in ("relu", "tanh", "sigmoid"):
+                vec = E._f_map(vec, op) if fused else [getattr(v, op)() for v in vec]
+            else:
+                f = {"softmax": (c_softmax, "_f_softmax"), "log_softmax": (c_log_softmax, "_f_log_softmax"),
+                     "rmsnorm": (c_rmsnorm, "_f_rmsnorm")}[op]
+                vec = (getattr(E, f[1])(vec, 1e-5) if op == "rmsnorm" else getattr(E, f[1])(vec)) if fused else f[0](vec)
+            history.append(vec)
+        loss = V(0.0)
+        for i, (o, kp) in enumerate(zip(vec, keep)):
+            if kp or i == 0:
+                loss = loss + o * (0.75 - 0.25 * i)
+        loss.backward()
+        return [o.data for o in vec], [v.grad for v in vals] + [wi.grad for row in w for wi in row]
+    got, want = go(compiled, True), go(pure, False)
+    assert same_bits(got[0], want[0]), (got[0], want[0])
+    assert same_bits(got[1], want[1]), (got[1], want[1])
