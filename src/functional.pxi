@@ -139,13 +139,21 @@ cdef double _max_data(NodeC** xs, Py_ssize_t m):
 cdef MgGroup* _group_new(object xs, str what, uint8_t kind) except NULL:
     """A group over xs (Values or real numbers; numbers become leaves), every input linked once
     (the caller owns it: group_free). Every number is converted before any node is read."""
-    cdef tuple t = xs if type(xs) is tuple else tuple(xs)
+    # a list of Values is read in place (no Python code runs while it is read); anything else
+    # from a tuple of its own, as a number's __float__ may change the caller's list
+    cdef object t = xs if type(xs) is tuple or type(xs) is list else tuple(xs)
     cdef Py_ssize_t i, m = len(t)
     cdef MgGroup* G
     cdef char* p
     cdef double d
     cdef bint numbers = False
     cdef PyObject* o
+    if type(t) is list:
+        for i in range(m):
+            o = PySequence_Fast_ITEMS(t)[i]
+            if MG_TYPE(o) != <PyTypeObject*>Value:
+                t = tuple(t)
+                break
     if m == 0:
         raise ValueError(f"{MG_OP_TEXT[kind].decode()} of an empty sequence")
     if m > 0xFFFFFFF:
@@ -209,19 +217,22 @@ cdef list _group_out(MgGroup* G, uint8_t kind, double* y):
     inside no_grad(), leaves, and G freed). G is the callee's from here on."""
     cdef uint32_t m = G.m, i, made = 0
     cdef NodeC* head = NULL
-    cdef NodeC** out = <NodeC**>PyMem_Malloc(m * sizeof(NodeC*))
+    cdef NodeC* small[64]
+    cdef NodeC** out = &small[0]
     cdef NodeC* n
+    if m > 64:
+        out = <NodeC**>PyMem_Malloc(m * sizeof(NodeC*))
     if out == NULL:
         group_free(ARENA, G)
         raise MemoryError()
     try:
         try:
             if not ARENA.grad_enabled:
-                group_free(ARENA, G)
-                G = NULL
                 for i in range(m):
                     out[i] = node_new(ARENA, OP_LEAF, y[i])
                     made += 1
+                group_free(ARENA, G)  # (y may be its g: read first)
+                G = NULL
             else:
                 head = node_new(ARENA, OP_FUSED, 0.0)  # below its outputs on the tape
                 head.u.kids = G
@@ -243,7 +254,8 @@ cdef list _group_out(MgGroup* G, uint8_t kind, double* y):
             raise
         return _wrap_all(out, m)
     finally:
-        PyMem_Free(out)
+        if out != &small[0]:
+            PyMem_Free(out)
         if head != NULL:
             node_decref(ARENA, head)
 
@@ -265,9 +277,7 @@ def _f_softmax(logits):
     cdef double top, total, inv
     cdef uint32_t i, m = G.m
     try:
-        y = <double*>PyMem_Malloc(m * sizeof(double))
-        if y == NULL:
-            raise MemoryError()
+        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
         top = _max_of(G)
         for i in range(m):  # (no Python runs from here: the data stay as read)
             G.e[i] = _forward1(OP_EXP, G.x[i].data + -top)
@@ -280,13 +290,9 @@ def _f_softmax(logits):
         G.k[0] = total
         G.k[1] = inv
     except BaseException:
-        PyMem_Free(y)
         group_free(ARENA, G)
         raise
-    try:
-        return _group_out(G, OP_SOFTMAX, y)
-    finally:
-        PyMem_Free(y)
+    return _group_out(G, OP_SOFTMAX, y)
 
 
 def _f_log_softmax(logits):
@@ -297,9 +303,7 @@ def _f_log_softmax(logits):
     cdef double top, total, neg
     cdef uint32_t i, m = G.m
     try:
-        y = <double*>PyMem_Malloc(m * sizeof(double))
-        if y == NULL:
-            raise MemoryError()
+        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
         top = _max_of(G)
         for i in range(m):
             y[i] = G.x[i].data + -top  # shifted
@@ -313,13 +317,9 @@ def _f_log_softmax(logits):
             y[i] = y[i] + neg
         G.k[0] = total
     except BaseException:
-        PyMem_Free(y)
         group_free(ARENA, G)
         raise
-    try:
-        return _group_out(G, OP_LOGSOFTMAX, y)
-    finally:
-        PyMem_Free(y)
+    return _group_out(G, OP_LOGSOFTMAX, y)
 
 
 def _f_rmsnorm(xs, double eps):
@@ -329,9 +329,7 @@ def _f_rmsnorm(xs, double eps):
     cdef double ss, invm, t, scale
     cdef uint32_t i, m = G.m
     try:
-        y = <double*>PyMem_Malloc(m * sizeof(double))
-        if y == NULL:
-            raise MemoryError()
+        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
         ss = G.x[0].data * G.x[0].data + 0.0
         for i in range(1, m):
             ss = ss + G.x[i].data * G.x[i].data
@@ -344,13 +342,9 @@ def _f_rmsnorm(xs, double eps):
         G.k[1] = scale
         G.k[2] = invm
     except BaseException:
-        PyMem_Free(y)
         group_free(ARENA, G)
         raise
-    try:
-        return _group_out(G, OP_RMSNORM, y)
-    finally:
-        PyMem_Free(y)
+    return _group_out(G, OP_RMSNORM, y)
 
 
 cdef tuple _fused_local_grads(NodeC* n):
