@@ -558,3 +558,11 @@ def test_reinitialised_outputs_and_inputs(name):
     b.__init__(2.0)  # a leaf again, with new data: the group's rule reads it
     del outs
     gc.collect()
+
+
+def test_empty_lists():
+    for fn in (F.relu, F.tanh, F.sigmoid):
+        assert fn([]) == [] and fn(()) == []
+    with no_grad():
+        assert F.relu([]) == []
+        assert F.softmax([1.0])[0].data == 1.0
