@@ -213,6 +213,9 @@ static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
  *   reference (handles.pxi's _traverse_pins; each is reported by at most one owner).
  * - Rows (MgRows) and calls (MgCall) are owned by their refcnt: a packed _Rows object and each
  *   call hold a row block; each dot node holds its call; both are freed by their last holder.
+ * - A fused group (MgGroup) is owned by its head node (freed in the head's release), which links
+ *   each input once; the head is owned by its outputs' links (and a saved _LocalBackward's
+ *   hold), never by a handle. A head's children, and its outputs' shown ones, are the inputs.
  * - slabs, the tables beside them, tape and order are owned by this struct (PyMem_Raw*); a
  *   slab whose nodes are all free may give its pages back to the OS (slab_state SLAB_GONE) but
  *   keeps its address, so node pointers into it stay valid to read.
