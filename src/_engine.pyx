@@ -12,6 +12,8 @@
 #   value.pxi      Value and no_grad: start here
 #   kernels.pxi    layer rows and calls (micrograd.nn)
 #   optim.pxi      parameter packs and the optimizer steps (micrograd.optim)
+#   functional.pxi micrograd.functional: fused softmax / log_softmax / rmsnorm groups (_fused.h),
+#                  the activations over a list, linear's kept packings
 #   testhooks.pxi  introspection and test hooks
 
 cimport cython
