@@ -3,7 +3,10 @@
     python benchmarks/functional_ops.py            # medians of 7 runs of 2000 calls each
 
 The layer kernel's figure is nn.Layer's call on the same shape, per weight. Each op is timed as
-a script uses it: fresh inputs' graph each call, then backward() of their sum.
+a script uses it: fresh inputs' graph each call, then backward() of their sum. The harness (the
+F.sum of the results, its backward and release) is a cost of its own for the list ops, one sum
+node per element: "own" is the figure less the harness alone (F.sum of the inputs themselves,
+its backward and release, on a list of the same length).
 """
 import statistics
 import time
@@ -62,9 +65,17 @@ CASES = {
 }
 
 
+HARNESS = {"softmax 27": 27, "log_softmax 27": 27, "rmsnorm 16": 16, "relu 64": 64}
+
+
 def main():
     for name, (make, n) in CASES.items():
-        print(f"{name:30s} {per_element(make, n):8.1f} ns per element, forward + backward")
+        total = per_element(make, n)
+        line = f"{name:30s} {total:8.1f} ns per element, forward + backward"
+        if name in HARNESS:
+            bare, m = case_list(lambda x: x, HARNESS[name])
+            line += f" ({total - per_element(bare, m):.1f} own, less the harness)"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ def gpt_fused(F, config, state, token, pos, keys, values):
             v_h = [vt[lo:hi] for vt in values[li]]
             logits = [s / head_dim ** 0.5 for s in F.linear(q_h, k_h)]
             weights = F.softmax(logits)
-            heads.extend(F.linear(weights, [list(col) for col in zip(*v_h)]))
+            heads.extend(F.linear(weights, list(zip(*v_h))))
         x = F.linear(heads, state[f"layer{li}.attn_wo"])
         x = [a + b for a, b in zip(x, residual)]
         residual = x

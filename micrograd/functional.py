@@ -11,8 +11,19 @@ number (each docstring shows the formula a function equals) and does the work in
 - `linear` and `dot` are the layer kernel (one fused node per row, as `Neuron`): the data are
   bit for bit those of the formula, the gradients too (up to the order in which a Value used
   twice accumulates);
-- `softmax`, `log_softmax`, `rmsnorm`, `sum`, `relu`, `tanh` and `sigmoid` build, in one call,
-  the very nodes the formula builds with scalar ops: data and gradients are its own, bit for bit.
+- `softmax`, `log_softmax` and `rmsnorm` are fused (compiled engine): one node per output, each
+  over the whole input list, whose data are the formula's bit for bit and whose backward, one C
+  rule for the group, sends the inputs the formula's gradients bit for bit (it replays the rules
+  of the formula's nodes, in their order). An output's `_op` is `'softmax'`, `'log_softmax'` or
+  `'rmsnorm'`, its `_children`/`_prev` are the inputs, its `_local_grads` the derivatives with
+  respect to each of them (from the data as they are now), and its `_backward()` called by
+  hand sends the inputs its own part. The formula's intermediate nodes (the exps, the sum, ...)
+  do not exist, so they have no grads to pile up over repeated `backward()` calls: a second
+  pass over the same graph adds what the outputs' grads say, as a single op would;
+- `sum`, `relu`, `tanh` and `sigmoid` build, in one call, the very nodes the formula builds
+  with scalar ops (one per result for the activations): data and gradients are its own.
+
+The pure engine (MICROGRAD_NO_EXTENSIONS=1) builds the formulas' own nodes: it is the reference.
 
 Inputs may mix Values and real numbers (a number is a constant: a leaf nobody reads the grad
 of). `no_grad()` is honoured. Both engines give the same bits.
@@ -21,7 +32,7 @@ from __future__ import annotations
 
 import builtins
 import numbers
-from typing import Any, List, Optional, Sequence, cast
+from typing import Any, Callable, List, Optional, Sequence, cast
 
 from micrograd.engine import Value, _impl
 from micrograd.losses import cross_entropy
@@ -30,6 +41,13 @@ __all__ = ["linear", "dot", "sum", "softmax", "log_softmax", "rmsnorm", "relu", 
            "sigmoid", "cross_entropy"]
 
 _COMPILED = hasattr(_impl, "_f_softmax")
+if _COMPILED:  # bound once: each call below is then one lookup and one C call
+    _f_linear: Callable[[Any, Any], List[Value]] = _impl._f_linear
+    _f_softmax: Callable[[Any], List[Value]] = _impl._f_softmax
+    _f_log_softmax: Callable[[Any], List[Value]] = _impl._f_log_softmax
+    _f_rmsnorm: Callable[[Any, float], List[Value]] = _impl._f_rmsnorm
+    _f_map: Callable[[Any, str], List[Value]] = _impl._f_map
+    _f_sum: Callable[[Any, Any], Value] = _impl._f_sum
 
 
 def _values(xs: Any, what: str) -> List[Value]:
@@ -67,7 +85,13 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
     row. Also the attention products: ``linear(q, keys)`` is the logits, ``linear(weights,
     columns)`` (columns[j] = [v[j] for v in values]) the weighted sum of the values.
     """
-    xs = x if type(x) is tuple else tuple(x)
+    xs = x if type(x) is tuple or type(x) is list else tuple(x)
+    if b is None and _COMPILED and type(w) is list:
+        try:  # the common case in one call (the kernel checks the shapes as it packs)
+            return _f_linear(w, xs)
+        except (TypeError, ValueError):
+            pass  # numbers in w, or a bad shape: the slow way below says which
+    xs = tuple(xs)
     if type(w) is not list and type(w) is not tuple:
         w = list(w)
     nout = len(w)
@@ -81,7 +105,7 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
         raise ValueError(f"linear: w is {nout}x{len(w[0])} but x has {len(xs)} elements")
     try:
         if bs is None and _COMPILED:
-            return _impl._f_linear(w, xs)  # (keeps the packing of a matrix of leaves)
+            return _f_linear(w, xs)  # (keeps the packing of a matrix of leaves)
         return _impl._layer(w, bs, xs, "linear")  # the kernel checks the rows as it packs them
     except (TypeError, ValueError):
         rows = _rows(w, "linear")  # numbers in w, or rows of different lengths: say which
@@ -102,7 +126,7 @@ def sum(values: Sequence[Any], start: Any = 0) -> Value:
     Always a Value (of start, when values is empty), unlike built-in sum() of numbers.
     """
     if _COMPILED:
-        return _impl._f_sum(values, start)
+        return _f_sum(values, start)
     vs = _values(values, "values")
     if not isinstance(start, Value):
         if not isinstance(start, numbers.Real):
@@ -124,7 +148,7 @@ def softmax(logits: Sequence[Any]) -> List[Value]:
         total = sum(exps)
     """
     if _COMPILED:
-        return _impl._f_softmax(logits)
+        return _f_softmax(logits)
     vs = _values(logits, "logits")
     if not vs:
         raise ValueError("softmax of an empty sequence")
@@ -142,7 +166,7 @@ def log_softmax(logits: Sequence[Any]) -> List[Value]:
         lse = sum(s.exp() for s in shifted).log()
     """
     if _COMPILED:
-        return _impl._f_log_softmax(logits)
+        return _f_log_softmax(logits)
     vs = _values(logits, "logits")
     if not vs:
         raise ValueError("log_softmax of an empty sequence")
@@ -158,10 +182,12 @@ def rmsnorm(x: Sequence[Any], eps: float = 1e-5) -> List[Value]:
         ms = sum(xi * xi for xi in x) / len(x)
         scale = (ms + eps) ** -0.5
     """
+    if _COMPILED and type(eps) is float:
+        return _f_rmsnorm(x, eps)
     if not isinstance(eps, numbers.Real) or isinstance(eps, Value):
         raise TypeError(f"eps must be a real number, not {type(eps).__name__!r}")
     if _COMPILED:
-        return _impl._f_rmsnorm(x, float(eps))
+        return _f_rmsnorm(x, float(eps))
     vs = _values(x, "inputs")
     if not vs:
         raise ValueError("rmsnorm of an empty sequence")
@@ -172,7 +198,7 @@ def rmsnorm(x: Sequence[Any], eps: float = 1e-5) -> List[Value]:
 
 def _map(xs: Sequence[Any], act: str) -> List[Value]:
     if _COMPILED:
-        return _impl._f_map(xs, act)
+        return _f_map(xs, act)
     return [getattr(v, act)() for v in _values(xs, "inputs")]
 
 

@@ -94,6 +94,8 @@ def draw_dot(root: Value, format: str = "svg", rankdir: str = "LR", *,
     that order, and their grad is the fused node's (all a `+` chain passes on, as upstream
     shows after one backward()). In Jupyter the result displays itself; elsewhere call
     `.render()`, `.pipe()` or `.view()`, which need Graphviz's `dot`.
+    An output of micrograd.functional's fused softmax, log_softmax or rmsnorm is one op node
+    (`softmax`, ...) with an edge from each input, with or without expand.
     Type checkers see it as a micrograd.viz.Digraph (graphviz ships no types).
     Needs the graphviz package (the [viz] extra): pip install graphviz.
     """

@@ -101,6 +101,7 @@ typedef union {
     NodeC *b;           /* ADD, MUL, POW: the second child */
     double cgrad;       /* ADDC / MULC: the grad upstream's constant Value would hold */
     uintptr_t leafgen;  /* DOT with F_WLEAVES: the leaf generation its weights were plain at */
+    uintptr_t idx;      /* SOFTMAX / LOGSOFTMAX / RMSNORM: which output of its group it is */
 } NodeLinkC;
 
 struct NodeC {
@@ -137,6 +138,26 @@ typedef struct {
     NodeC *x[1];          /* nin of them */
 } MgCall;
 
+/* A fused list op (softmax, log_softmax, rmsnorm: functional.pxi, _fused.h): its inputs, each
+ * linked once, and what its rule needs. It is owned by one hidden node, its head (op FUSED,
+ * u.kids = the group, no handle, made just before the outputs, so a pass meets it after all of
+ * them); each output (op SOFTMAX, ...) holds the head as its child a, and keeps its place in
+ * v.idx. An output's rule only leaves its grad in g[idx]; the head's rule sends the inputs what
+ * the composed scalar formula's nodes would, in their order. */
+typedef struct {
+    uint8_t kind;         /* OP_SOFTMAX, OP_LOGSOFTMAX or OP_RMSNORM */
+    uint32_t m;           /* inputs (and outputs) */
+    double k[3];          /* softmax: total, 1/total; log_softmax: the sum; rmsnorm: ms + eps,
+                             the scale, 1/m */
+    NodeC **x;            /* m inputs */
+    double *e;            /* softmax, log_softmax: the m exps */
+    double *g;            /* the outputs' grads left this pass */
+    uint8_t *got;         /* g[i] was left this pass */
+} MgGroup;
+
+#define MG_GROUP(n) ((MgGroup *)(n)->u.kids)
+#define MG_IS_FOUT(op) ((op) == OP_SOFTMAX || (op) == OP_LOGSOFTMAX || (op) == OP_RMSNORM)
+
 #define MG_ROW(n) ((NodeC **)(n)->a)
 #define MG_CALL(n) ((MgCall *)(n)->u.kids)
 
@@ -153,6 +174,8 @@ static inline NodeC **mg_kids_new(uint32_t count, int grads) {
 
 static inline uint32_t mg_nkids(NodeC *n) {
     if (n->op == OP_DOT) return 2 * MG_CALL(n)->nin + 1;
+    if (n->op == OP_FUSED) return MG_GROUP(n)->m;
+    if (MG_IS_FOUT(n->op)) return MG_GROUP(n->a)->m;  /* shown with the group's inputs */
     return MG_HAS_ARRAY(n) ? (uint32_t)(uintptr_t)((NodeC **)n->u.kids)[0] : MG_ARITY[n->op];
 }
 
@@ -161,8 +184,11 @@ static inline double *mg_local_grads(NodeC *n) {
     return (double *)((NodeC **)n->u.kids + 1 + mg_nkids(n));
 }
 
-/* child i in operand order; a dot node's are b, w0, x0, w1, x1, ... */
+/* child i in operand order; a dot node's are b, w0, x0, w1, x1, ...; a fused output's and its
+ * head's are the group's inputs (the output only links the head) */
 static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
+    if (n->op == OP_FUSED) return MG_GROUP(n)->x[i];
+    if (MG_IS_FOUT(n->op)) return MG_GROUP(n->a)->x[i];
     if (n->op == OP_DOT) {
         if (i == 0) return MG_ROW(n)[0];
         return (i & 1) ? MG_ROW(n)[1 + (i - 1) / 2] : MG_CALL(n)->x[(i - 2) / 2];
@@ -187,6 +213,9 @@ static inline NodeC *mg_kid(NodeC *n, uint32_t i) {
  *   reference (handles.pxi's _traverse_pins; each is reported by at most one owner).
  * - Rows (MgRows) and calls (MgCall) are owned by their refcnt: a packed _Rows object and each
  *   call hold a row block; each dot node holds its call; both are freed by their last holder.
+ * - A fused group (MgGroup) is owned by its head node (freed in the head's release), which links
+ *   each input once; the head is owned by its outputs' links (and a saved _LocalBackward's
+ *   hold), never by a handle. A head's children, and its outputs' shown ones, are the inputs.
  * - slabs, the tables beside them, tape and order are owned by this struct (PyMem_Raw*); a
  *   slab whose nodes are all free may give its pages back to the OS (slab_state SLAB_GONE) but
  *   keeps its address, so node pointers into it stay valid to read.

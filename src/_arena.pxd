@@ -18,6 +18,7 @@ cdef extern from "_arena.h":
         NodeC* b             # ADD, MUL, POW: the second child
         double cgrad         # ADDC / MULC: the grad upstream's constant Value would hold
         uintptr_t leafgen    # DOT with F_WLEAVES: the leaf generation its weights were plain at
+        uintptr_t idx        # a fused output: its place in its group
 
     ctypedef struct NodeC:
         double data
@@ -42,6 +43,15 @@ cdef extern from "_arena.h":
         uint64_t pass_ "pass"  # the backward pass that last marked the inputs
         uint32_t nin
         NodeC* x[1]          # the inputs, each linked once
+
+    ctypedef struct MgGroup:  # a fused list op's inputs and what its rule needs
+        uint8_t kind         # OP_SOFTMAX, OP_LOGSOFTMAX or OP_RMSNORM
+        uint32_t m
+        double k[3]
+        NodeC** x
+        double* e
+        double* g
+        uint8_t* got
 
     ctypedef struct ArenaC:  # the engine's state; who owns what: _arena.h
         NodeC** slabs
@@ -89,4 +99,6 @@ cdef extern from "_arena.h":
     NodeC* mg_kid(NodeC* n, uint32_t i)   # child i in operand order (b, w0, x0, ... for DOT)
     NodeC** MG_ROW(NodeC* n)
     MgCall* MG_CALL(NodeC* n)
+    MgGroup* MG_GROUP(NodeC* n)
+    bint MG_IS_FOUT(uint8_t op)
     NodeC* MG_NODE(NodeC** slabs, uint32_t idx)

@@ -110,6 +110,8 @@ MG_ALWAYS_INLINE void mg_rule_local(NodeC *n, double g, MgScan *s, Py_ssize_t *p
             mg_mark(s, s->ep, kids[i], pending);
 }
 
+#include "_fused.h"
+
 /* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
  * s != NULL the marks of its children for the pass s: the op table's RULE column, then the
  * marks its KIDS column asks for. */
@@ -143,6 +145,10 @@ static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
     uint32_t k, nk;
     if (n->op == OP_DOT) {
         mg_mark_dot(s, n, pending);
+        return;
+    }
+    if (MG_IS_FOUT(n->op)) {  /* its child is the head (the inputs it shows are the head's) */
+        mg_mark(s, ep, n->a, pending);
         return;
     }
     nk = mg_nkids(n);

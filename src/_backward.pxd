@@ -1,7 +1,7 @@
 # backward()'s pass down the tape, defined in _backward.h.
 from libc.stdint cimport uint16_t, uint32_t, uint64_t, uintptr_t
 
-from _arena cimport NodeC
+from _arena cimport NodeC, MgGroup
 
 
 cdef extern from "_backward.h":
@@ -17,5 +17,6 @@ cdef extern from "_backward.h":
         uint16_t ep
         int collecting
 
+    void mg_fused_apply(MgGroup* G, long only, double g_only)  # a fused group's rule (_fused.h)
     void mg_local(NodeC* n)   # one built-in node's local rule
     int mg_scan(MgScan* s, const uint32_t* tape, NodeC** slabs, Py_ssize_t budget)  # 1 when done

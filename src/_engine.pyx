@@ -12,6 +12,8 @@
 #   value.pxi      Value and no_grad: start here
 #   kernels.pxi    layer rows and calls (micrograd.nn)
 #   optim.pxi      parameter packs and the optimizer steps (micrograd.optim)
+#   functional.pxi micrograd.functional: fused softmax / log_softmax / rmsnorm groups (_fused.h),
+#                  the activations over a list, linear's kept packings
 #   testhooks.pxi  introspection and test hooks
 
 cimport cython
@@ -21,6 +23,7 @@ from cpython.float cimport PyFloat_AS_DOUBLE, PyFloat_CheckExact, PyFloat_Check
 from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
 from cpython.bool cimport PyBool_Check
 from cpython.sequence cimport PySequence_Fast_ITEMS
+from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcmp
@@ -29,16 +32,17 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
 from _ops cimport (
     MG_NARY, OP_LEAF, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW, OP_RELU, OP_TANH,
-    OP_EXP, OP_LOG, OP_SIGMOID, OP_SQRT, OP_DOT, OP_LOCAL, OP_CUSTOM, OP_COUNT, MG_ARITY, MG_OP_TEXT, MG_OP_NAME,
+    OP_EXP, OP_LOG, OP_SIGMOID, OP_SQRT, OP_DOT, OP_SOFTMAX, OP_LOGSOFTMAX, OP_RMSNORM, OP_FUSED,
+    OP_LOCAL, OP_CUSTOM, OP_COUNT, MG_ARITY, MG_OP_TEXT, MG_OP_NAME,
     MG_OP_PUBLIC, MG_RANGE, MG_DOMAIN, mg_sigmoid, mg_pow, mg_forward1,
 )
 from _arena cimport (
     F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES, F_LATE, MG_SLAB_SHIFT, MG_SLAB_NODES,
-    NodeC, MgRows, MgCall, ArenaC, ARENA, MG_CTZ64, mg_release_pages, mg_kids_new, mg_nkids,
+    NodeC, MgRows, MgCall, MgGroup, ArenaC, ARENA, MG_CTZ64, mg_release_pages, mg_kids_new, mg_nkids,
     MG_HAS_ARRAY, mg_local_grads,
-    mg_kid, MG_ROW, MG_CALL, MG_NODE,
+    mg_kid, MG_ROW, MG_CALL, MG_NODE, MG_GROUP, MG_IS_FOUT,
 )
-from _backward cimport MgScan, mg_local, mg_scan
+from _backward cimport MgScan, mg_local, mg_scan, mg_fused_apply
 from _kernels cimport mg_rows_dot
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
     mg_install_setattro, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy, mg_hide_vtable)

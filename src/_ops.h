@@ -17,6 +17,9 @@
  *           and the constant forms (ADDC/MULC show as '+'/'*' with a leaf for the constant)
  *   RULE    the local chain rule: statements over n (the node), g (its grad), a and b (its
  *           children); DOT's and LOCAL's are calls, CUSTOM's is Python's (the caller runs it)
+ * SOFTMAX, LOGSOFTMAX and RMSNORM are the outputs of micrograd.functional's fused list ops, FUSED
+ * the hidden head of such a group (_arena.h's MgGroup, _fused.h's rules); PUBLIC 0, as the pure
+ * engine builds the composed scalar nodes instead.
  * LOCAL is an op made as Value(data, children, local_grads): each child gets its local grad
  * times g (microgpt's Value); PUBLIC 0, as it is the user's op.
  * Codes from OP_DOT on have MG_NARY children: keep DOT and CUSTOM last. */
@@ -67,6 +70,18 @@
   X(DOT,     MG_NARY, "dot",     1,                                                           \
     0,                                         0,                                              \
     mg_rule_dot(n, g, s, pending);)                                                           \
+  X(SOFTMAX, MG_NARY, "softmax", 0,                                                           \
+    0,                                         0,                                             \
+    mg_rule_fout(n, g, s, pending);)                                                          \
+  X(LOGSOFTMAX, MG_NARY, "log_softmax", 0,                                                    \
+    0,                                         0,                                             \
+    mg_rule_fout(n, g, s, pending);)                                                          \
+  X(RMSNORM, MG_NARY, "rmsnorm", 0,                                                           \
+    0,                                         0,                                             \
+    mg_rule_fout(n, g, s, pending);)                                                          \
+  X(FUSED,   MG_NARY, "",        0,                                                           \
+    0,                                         0,                                             \
+    mg_rule_fused(n, s, pending);)                                                            \
   X(LOCAL,   MG_NARY, "",        0,                                                           \
     0,                                         0,                                              \
     mg_rule_local(n, g, s, pending);)                                                         \

@@ -7,7 +7,8 @@ cdef extern from "_ops.h":
         MG_NARY          # children kept outside the node (DOT, CUSTOM)
     enum:
         OP_LEAF, OP_ADD, OP_MUL, OP_ADDC, OP_MULC, OP_POWC, OP_POW
-        OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID, OP_SQRT, OP_DOT, OP_LOCAL, OP_CUSTOM
+        OP_RELU, OP_TANH, OP_EXP, OP_LOG, OP_SIGMOID, OP_SQRT, OP_DOT, OP_SOFTMAX, OP_LOGSOFTMAX, OP_RMSNORM, OP_FUSED
+        OP_LOCAL, OP_CUSTOM
         OP_COUNT
 
     const uint8_t MG_ARITY[]           # inline children of each op, or MG_NARY

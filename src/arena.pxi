@@ -161,6 +161,14 @@ cdef void call_decref(ArenaC* A, MgCall* c) noexcept:
         PyMem_Free(c)
 
 
+cdef void group_free(ArenaC* A, MgGroup* G) noexcept:
+    """Release a fused group's inputs (the G.m linked so far) and free it: its head's release."""
+    cdef uint32_t i
+    for i in range(G.m):
+        node_decref(A, G.x[i])
+    PyMem_Free(G)
+
+
 cdef inline void _pin(NodeC* n) noexcept:
     # n's handle must outlive n's last parent, not its last user (it has Python state, or it
     # bridges to a child that has: handles.pxi): from now on every count of n but the handle's
@@ -200,6 +208,8 @@ cdef void _drain(ArenaC* A) noexcept:
             A.tape_dead += 1
         if n.op == OP_DOT:
             call_decref(A, MG_CALL(n))
+        elif n.op == OP_FUSED:
+            group_free(A, MG_GROUP(n))
         elif MG_HAS_ARRAY(n):
             kids = <NodeC**>n.u.kids + 1
             for i in range(mg_nkids(n)):
@@ -231,6 +241,8 @@ cdef void node_drop_kids(ArenaC* A, NodeC* old) noexcept:
     cdef uint32_t i
     if old.op == OP_DOT:
         call_decref(A, MG_CALL(old))
+    elif old.op == OP_FUSED:  # (a head has no handle: only here for completeness)
+        group_free(A, MG_GROUP(old))
     elif MG_HAS_ARRAY(old):
         kids = <NodeC**>old.u.kids + 1
         for i in range(mg_nkids(old)):

@@ -199,13 +199,24 @@ cdef class _LocalBackward:
     cdef Value v
     cdef uint8_t op      # the node's op when the rule was taken, and its constant: the rule
     cdef double aux      # stays the built-in one after a user's _backward replaces it
+    cdef NodeC* head     # a fused output's: its group's head (held), and its place in it
+    cdef uint32_t idx
+
+    def __dealloc__(self):
+        if self.head != NULL:
+            node_decref(ARENA, self.head)
+            self.head = NULL
 
     def __call__(self):
         cdef NodeC* n
         if self.v is None:
             raise TypeError("this local backward belongs to no Value (made with __new__)")
         n = _node(self.v)
-        if n.op == OP_CUSTOM and self.op != OP_CUSTOM:
+        if self.head != NULL:
+            # the group's rule with this output's grad alone: what the composed formula's
+            # nodes would send the inputs from it (the group's other outputs are left alone)
+            mg_fused_apply(MG_GROUP(self.head), self.idx, n.grad)
+        elif n.op == OP_CUSTOM and self.op != OP_CUSTOM:
             _builtin_rule(n, self.op, self.aux)  # e.g. a new _backward that calls this one
         else:
             _local(n)

@@ -131,94 +131,240 @@ cdef double _max_data(NodeC** xs, Py_ssize_t m):
     return top
 
 
+# softmax, log_softmax and rmsnorm are fused: one group (MgGroup, _fused.h) holding the inputs
+# and what the rule needs, a hidden head node owning it, and one node per output, each holding
+# the head. The data are the formula's bit for bit (the same operations on the same doubles, in
+# its order); so are the inputs' grads (the head's rule replays the formula's nodes' rules).
+
+cdef MgGroup* _group_new(object xs, str what, uint8_t kind) except NULL:
+    """A group over xs (Values or real numbers; numbers become leaves), every input linked once
+    (the caller owns it: group_free). Every number is converted before any node is read."""
+    # a list of Values is read in place (no Python code runs while it is read); anything else
+    # from a tuple of its own, as a number's __float__ may change the caller's list
+    cdef object t = xs if type(xs) is tuple or type(xs) is list else tuple(xs)
+    cdef Py_ssize_t i, m = len(t)
+    cdef MgGroup* G
+    cdef char* p
+    cdef double d
+    cdef bint numbers = False
+    cdef PyObject* o
+    if type(t) is list:
+        for i in range(m):
+            o = PySequence_Fast_ITEMS(t)[i]
+            if MG_TYPE(o) != <PyTypeObject*>Value:
+                t = tuple(t)
+                break
+    if m == 0:
+        raise ValueError(f"{MG_OP_TEXT[kind].decode()} of an empty sequence")
+    if m > 0xFFFFFFF:
+        raise ValueError(f"{MG_OP_TEXT[kind].decode()} of more than 2**28 elements")
+    for i in range(m):  # numbers first: their __float__ may run Python
+        o = PySequence_Fast_ITEMS(t)[i]
+        if MG_TYPE(o) != <PyTypeObject*>Value and not isinstance(<object>o, Value):
+            if not _real(<object>o, &d):
+                raise TypeError(f"{what} must be Values or real numbers, not {type(<object>o).__name__!r}")
+            numbers = True
+        elif (<Value>o).c == NULL:
+            _node(<Value>o)  # (raises: never initialised)
+    p = <char*>PyMem_Malloc(sizeof(MgGroup) + <size_t>m * (sizeof(NodeC*) + 2 * sizeof(double) + 1))
+    if p == NULL:
+        raise MemoryError()
+    G = <MgGroup*>p
+    G.kind = kind
+    G.m = 0
+    G.x = <NodeC**>(p + sizeof(MgGroup))
+    G.e = <double*>(p + sizeof(MgGroup) + m * sizeof(NodeC*))
+    G.g = G.e + m
+    G.got = <uint8_t*>(G.g + m)
+    try:
+        for i in range(m):
+            o = PySequence_Fast_ITEMS(t)[i]
+            if MG_TYPE(o) == <PyTypeObject*>Value or isinstance(<object>o, Value):
+                G.x[i] = _node(<Value>o)
+            else:
+                _real(<object>o, &d)  # (a number converts to the same double again: no Python
+                G.x[i] = node_new(ARENA, OP_LEAF, d)  # code ran in between that could change it)
+            node_link(G.x[i])
+            G.got[i] = 0
+            G.m += 1
+    except BaseException:
+        group_free(ARENA, G)
+        raise
+    return G
+
+
+cdef list _wrap_all(NodeC** nodes, Py_ssize_t m):
+    """The handles of m fresh nodes nobody holds yet; if one cannot be made, the rest are freed."""
+    cdef list out = PyList_New(m)  # (its items NULL until set: only set ones are released)
+    cdef Py_ssize_t i = 0, j
+    cdef Value v
+    try:
+        while i < m:
+            v = _wrap(ARENA, nodes[i])
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, i, v)
+            i += 1
+    except BaseException:
+        for j in range(i + 1, m):  # (_wrap freed nodes[i] itself)
+            nodes[j].refcnt = 1
+            node_decref(ARENA, nodes[j])
+        raise
+    return out
+
+
+cdef list _group_out(MgGroup* G, uint8_t kind, double* y):
+    """The outputs of G, with data y[0:G.m]: the head, then one node per output holding it (or,
+    inside no_grad(), leaves, and G freed). G is the callee's from here on."""
+    cdef uint32_t m = G.m, i, made = 0
+    cdef NodeC* head = NULL
+    cdef NodeC* small[64]
+    cdef NodeC** out = &small[0]
+    cdef NodeC* n
+    if m > 64:
+        out = <NodeC**>PyMem_Malloc(m * sizeof(NodeC*))
+    if out == NULL:
+        group_free(ARENA, G)
+        raise MemoryError()
+    try:
+        try:
+            if not ARENA.grad_enabled:
+                for i in range(m):
+                    out[i] = node_new(ARENA, OP_LEAF, y[i])
+                    made += 1
+                group_free(ARENA, G)  # (y may be its g: read first)
+                G = NULL
+            else:
+                head = node_new(ARENA, OP_FUSED, 0.0)  # below its outputs on the tape
+                head.u.kids = G
+                G = NULL  # (the head's)
+                _hold(head)
+                for i in range(m):
+                    n = node_new(ARENA, kind, y[i])
+                    n.a = head
+                    node_link(head)
+                    n.v.idx = i
+                    out[i] = n
+                    made += 1
+        except BaseException:
+            if G != NULL:
+                group_free(ARENA, G)
+            for i in range(made):
+                out[i].refcnt = 1
+                node_decref(ARENA, out[i])
+            raise
+        return _wrap_all(out, m)
+    finally:
+        if out != &small[0]:
+            PyMem_Free(out)
+        if head != NULL:
+            node_decref(ARENA, head)
+
+
+cdef double _max_of(MgGroup* G) noexcept:
+    """max(x.data for x in xs), as the built-in compares (a NaN first stays)."""
+    cdef double top = G.x[0].data
+    cdef uint32_t i
+    for i in range(1, G.m):
+        if G.x[i].data > top:
+            top = G.x[i].data
+    return top
+
+
 def _f_softmax(logits):
     """[e / total for e in exps], exps = [(v - max(v.data ...)).exp() ...], total = sum(exps)."""
-    cdef _Built b = _Built(NULL, 0, 0)
-    cdef NodeC** x = NULL
-    cdef NodeC** e = NULL
-    cdef NodeC* total
-    cdef Py_ssize_t m, i
-    cdef double top
+    cdef MgGroup* G = _group_new(logits, "logits", OP_SOFTMAX)
+    cdef double* y = NULL
+    cdef double top, total, inv
+    cdef uint32_t i, m = G.m
     try:
-        m = _inputs(&b, logits, "logits")
-        if m == 0:
-            raise ValueError("softmax of an empty sequence")
-        x = _scratch(m)
-        e = _scratch(m)
+        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
+        top = _max_of(G)
+        for i in range(m):  # (no Python runs from here: the data stay as read)
+            G.e[i] = _forward1(OP_EXP, G.x[i].data + -top)
+        total = G.e[0] + 0.0
+        for i in range(1, m):
+            total = total + G.e[i]
+        inv = _recip(total)
         for i in range(m):
-            x[i] = b.held[i]
-        top = _max_data(x, m)
-        for i in range(m):
-            e[i] = _b_un(&b, OP_EXP, _b_addc(&b, x[i], -top))
-        total = _b_sum(&b, e, m, 0.0)
-        for i in range(m):
-            x[i] = _b_div(&b, e[i], total)
-        return _handles_of(x, m)
-    finally:
-        PyMem_Free(x)
-        PyMem_Free(e)
-        _release_built(&b)
+            y[i] = G.e[i] * inv
+        G.k[0] = total
+        G.k[1] = inv
+    except BaseException:
+        group_free(ARENA, G)
+        raise
+    return _group_out(G, OP_SOFTMAX, y)
 
 
 def _f_log_softmax(logits):
     """[s - lse for s in shifted], shifted = [v - max(v.data ...) ...],
     lse = sum(s.exp() for s in shifted).log()."""
-    cdef _Built b = _Built(NULL, 0, 0)
-    cdef NodeC** x = NULL
-    cdef NodeC** e = NULL
-    cdef NodeC* lse
-    cdef Py_ssize_t m, i
-    cdef double top
+    cdef MgGroup* G = _group_new(logits, "logits", OP_LOGSOFTMAX)
+    cdef double* y = NULL
+    cdef double top, total, neg
+    cdef uint32_t i, m = G.m
     try:
-        m = _inputs(&b, logits, "logits")
-        if m == 0:
-            raise ValueError("log_softmax of an empty sequence")
-        x = _scratch(m)
-        e = _scratch(m)
+        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
+        top = _max_of(G)
         for i in range(m):
-            x[i] = b.held[i]
-        top = _max_data(x, m)
+            y[i] = G.x[i].data + -top  # shifted
         for i in range(m):
-            x[i] = _b_addc(&b, x[i], -top)
+            G.e[i] = _forward1(OP_EXP, y[i])
+        total = G.e[0] + 0.0
+        for i in range(1, m):
+            total = total + G.e[i]
+        neg = _forward1(OP_LOG, total) * -1.0
         for i in range(m):
-            e[i] = _b_un(&b, OP_EXP, x[i])
-        lse = _b_un(&b, OP_LOG, _b_sum(&b, e, m, 0.0))
-        for i in range(m):
-            x[i] = _b_sub(&b, x[i], lse)
-        return _handles_of(x, m)
-    finally:
-        PyMem_Free(x)
-        PyMem_Free(e)
-        _release_built(&b)
+            y[i] = y[i] + neg
+        G.k[0] = total
+    except BaseException:
+        group_free(ARENA, G)
+        raise
+    return _group_out(G, OP_LOGSOFTMAX, y)
 
 
 def _f_rmsnorm(xs, double eps):
     """[xi * scale for xi in x], scale = (sum(xi * xi for xi in x) / len(x) + eps) ** -0.5."""
-    cdef _Built b = _Built(NULL, 0, 0)
-    cdef NodeC** x = NULL
-    cdef NodeC** sq = NULL
-    cdef NodeC* scale
-    cdef NodeC* t
-    cdef Py_ssize_t m, i
+    cdef MgGroup* G = _group_new(xs, "inputs", OP_RMSNORM)
+    cdef double* y = NULL
+    cdef double ss, invm, t, scale
+    cdef uint32_t i, m = G.m
     try:
-        m = _inputs(&b, xs, "inputs")
-        if m == 0:
-            raise ValueError("rmsnorm of an empty sequence")
-        x = _scratch(m)
-        sq = _scratch(m)
+        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
+        ss = G.x[0].data * G.x[0].data + 0.0
+        for i in range(1, m):
+            ss = ss + G.x[i].data * G.x[i].data
+        invm = _recip(<double>m)
+        t = ss * invm + eps
+        scale = _fpow(t, -0.5)
         for i in range(m):
-            x[i] = b.held[i]
-        for i in range(m):
-            sq[i] = _b_mul(&b, x[i], x[i])
-        t = _b_addc(&b, _b_mulc(&b, _b_sum(&b, sq, m, 0.0), _recip(<double>m)), eps)
-        scale = _keep(&b, _mkc(ARENA, OP_POWC, _fpow(t.data, -0.5), t, -0.5))
-        for i in range(m):
-            x[i] = _b_mul(&b, x[i], scale)
-        return _handles_of(x, m)
-    finally:
-        PyMem_Free(x)
-        PyMem_Free(sq)
-        _release_built(&b)
+            y[i] = G.x[i].data * scale
+        G.k[0] = t
+        G.k[1] = scale
+        G.k[2] = invm
+    except BaseException:
+        group_free(ARENA, G)
+        raise
+    return _group_out(G, OP_RMSNORM, y)
+
+
+cdef tuple _fused_local_grads(NodeC* n):
+    """d out / d x_j for a fused output n and each input x_j of its group, from the data now."""
+    cdef MgGroup* G = MG_GROUP(n.a)
+    cdef uint32_t i = <uint32_t>n.v.idx, j, m = G.m
+    cdef double yi, c
+    cdef list out = []
+    if G.kind == OP_SOFTMAX:      # y_i (delta_ij - y_j)
+        yi = G.e[i] * G.k[1]
+        for j in range(m):
+            out.append(yi * ((1.0 if j == i else 0.0) - G.e[j] * G.k[1]))
+    elif G.kind == OP_LOGSOFTMAX:  # delta_ij - softmax_j
+        for j in range(m):
+            out.append((1.0 if j == i else 0.0) - G.e[j] / G.k[0])
+    else:                          # scale delta_ij + x_i d scale / d x_j
+        c = -0.5 * _fpow(G.k[0], -1.5) * G.k[2] * 2.0
+        for j in range(m):
+            out.append((G.k[1] if j == i else 0.0) + G.x[i].data * c * G.x[j].data)
+    return tuple(out)
 
 
 def _f_sum(values, start):
@@ -253,14 +399,49 @@ def _f_sum(values, start):
 
 
 def _f_map(xs, act):
-    """[getattr(x, act)() for x in xs] for an activation of the layer kernel's table."""
+    """[getattr(x, act)() for x in xs] for an activation of the layer kernel's table: the nodes
+    those calls make (one each), made in one loop."""
+    cdef tuple t
+    cdef Py_ssize_t m, i, made = 0
+    cdef uint8_t code
+    cdef NodeC** out
+    cdef NodeC* a
+    cdef PyObject* o
+    cdef double r
+    code = _ACTS.get(act, OP_LEAF) if type(act) is str else OP_LEAF
+    if code == OP_LEAF:
+        raise ValueError(f"unknown activation {act!r}; expected relu, tanh or sigmoid")
+    t = xs if type(xs) is tuple else tuple(xs)
+    m = len(t)
+    for i in range(m):
+        o = PySequence_Fast_ITEMS(t)[i]
+        if MG_TYPE(o) != <PyTypeObject*>Value and not isinstance(<object>o, Value):
+            return _f_map_mixed(t, code)  # numbers in it: converted first, the slow way
+        _node(<Value>o)
+    out = <NodeC**>PyMem_Malloc((m if m else 1) * sizeof(NodeC*))
+    if out == NULL:
+        raise MemoryError()
+    try:
+        try:
+            for i in range(m):  # (C only from here to the handles: the nodes stay as read)
+                a = (<Value>PySequence_Fast_ITEMS(t)[i]).c
+                mg_forward1(code, a.data, &r)  # (activations never fail)
+                out[i] = _mk1(ARENA, code, r, a)
+                made += 1
+        except BaseException:
+            for i in range(made):
+                out[i].refcnt = 1
+                node_decref(ARENA, out[i])
+            raise
+        return _wrap_all(out, m)
+    finally:
+        PyMem_Free(out)
+
+
+cdef list _f_map_mixed(tuple xs, uint8_t code):
     cdef _Built b = _Built(NULL, 0, 0)
     cdef NodeC** x = NULL
     cdef Py_ssize_t m, i
-    cdef uint8_t code
-    if act not in _ACTS or act == "linear":
-        raise ValueError(f"unknown activation {act!r}; expected relu, tanh or sigmoid")
-    code = _ACTS[act]
     try:
         m = _inputs(&b, xs, "inputs")
         x = _scratch(m)

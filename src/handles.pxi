@@ -183,14 +183,15 @@ cdef int _traverse_pins(PyObject* o, visitproc visit, void* arg) noexcept:
     # The references a pinned child's count holds on its handle, reported by the handle that
     # owns the link: o's node's links are o's alone when nothing else holds the node (a count
     # of 1, o's own), or when the node is pinned to o (it lives exactly as long as o). A dot
-    # node's links belong to its row and call blocks, which other nodes share: not reported.
+    # node's links belong to its row and call blocks, a fused output's to its group's head, which
+    # other nodes share: not reported.
     # What is not reported keeps its target alive (a leak at worst, never a graph cleared
     # while in use).
     cdef NodeC* n = (<Value>o).c
     cdef NodeC* k
     cdef uint32_t i
     cdef int r
-    if n == NULL or n.op == OP_DOT or (n.refcnt != 1 and not (n.flags & F_PINNED)):
+    if n == NULL or n.op == OP_DOT or MG_IS_FOUT(n.op) or (n.refcnt != 1 and not (n.flags & F_PINNED)):
         return 0
     for i in range(mg_nkids(n)):
         k = node_kid(n, i)

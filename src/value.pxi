@@ -265,12 +265,16 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
     @property
     def _local_grads(self):
         """The local grads given as Value(data, children, local_grads), a tuple of floats; () on a
-        leaf; None on other op nodes (their rule is their op's)."""
+        leaf; on an output of micrograd.functional's softmax, log_softmax or rmsnorm, its
+        derivatives with respect to each input (its _children), from the data as they are now;
+        None on other op nodes (their rule is their op's)."""
         cdef NodeC* n = _node(self)
         cdef double* lg
         cdef uint32_t i
         if n.op == OP_LEAF or mg_nkids(n) == 0:
             return ()
+        if MG_IS_FOUT(n.op):
+            return _fused_local_grads(n)
         if n.op != OP_LOCAL:
             return None
         lg = mg_local_grads(n)
@@ -288,6 +292,9 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         lb = _LocalBackward.__new__(_LocalBackward)
         lb.v = self
         lb.op = n.op
+        if MG_IS_FOUT(n.op):  # its group's rule for this output alone: it keeps the group
+            lb.head = _hold(n.a)
+            lb.idx = <uint32_t>n.v.idx
         lb.aux = n.u.aux if n.op == OP_POWC or n.op == OP_ADDC or n.op == OP_MULC else 0.0
         return lb
 
@@ -296,6 +303,7 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         cdef NodeC* n = _node(self)
         cdef NodeC** arr
         cdef MgCall* call
+        cdef NodeC* head
         cdef uint32_t i
         if not callable(fn):
             raise TypeError(f"_backward must be callable, not {type(fn).__name__!r}")
@@ -314,8 +322,9 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
             for i in range(mg_nkids(n)):
                 arr[1 + i] = node_kid(n, i)
             call = MG_CALL(n) if n.op == OP_DOT else NULL
-            if call != NULL:  # its children are links of its call: it takes its own
-                for i in range(mg_nkids(n)):
+            head = n.a if MG_IS_FOUT(n.op) else NULL
+            if call != NULL or head != NULL:  # its children are links of its call or group's
+                for i in range(mg_nkids(n)):   # head: it takes its own
                     node_link(arr[1 + i])
             if n.op == OP_LEAF:
                 _leafgen_bump(ARENA)
@@ -327,6 +336,8 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
             n.flags &= ~(F_INTEXP | F_WLEAVES)
             if call != NULL:
                 call_decref(ARENA, call)
+            if head != NULL:
+                node_decref(ARENA, head)
         self._bw = fn
         if not PyObject_GC_IsTracked(self):
             PyObject_GC_Track(self)  # fn may close over this Value: a cycle the GC must see

@@ -309,3 +309,260 @@ def test_an_input_float_that_replaces_a_row_is_seen():
     import numbers
     numbers.Real.register(R)
     assert F.linear([R(), 1.0], w)[0].data == 20.0  # as the pure engine: inputs first
+
+
+# ---- the fused list ops' nodes (compiled: one node per output over a hidden group) -----------
+
+FUSED = ["softmax", "log_softmax", "rmsnorm"]
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+@settings(max_examples=100, deadline=None)
+@given(spec=inputs(), data=st.data())
+def test_only_some_outputs_used_is_still_the_formula_bit_for_bit(name, spec, data):
+    # a loss over a subset of the outputs (some never met by backward), the rest dropped
+    if name == "sum_from_value" and (not spec[2] or spec[2][0]):
+        spec = (spec[0], spec[1], [False] + list(spec[2][1:]))
+    fused, formula = PAIRS[name]
+
+    def go(fn, lift):
+        vals, xs = build(spec)
+        outs = fn([x if isinstance(x, Value) else Value(x) for x in xs] if lift else xs)
+        keep = [o for o, k in zip(outs, picks) if k]
+        del outs
+        loss = Value(0.0)
+        for i, o in enumerate(keep):
+            loss = loss + o * (1.5 - i)
+        loss.backward()
+        return [o.data for o in keep], [v.grad for v in vals]
+    picks = data.draw(st.lists(st.booleans(), min_size=9, max_size=9))
+    got, want = go(fused, False), go(formula, True)
+    assert same_bits(got[0], want[0]) and same_bits(got[1], want[1]), (got, want)
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_a_fused_output_shows_its_inputs(name):
+    xs = [Value(0.5, label="a"), Value(-1.0, label="b"), 2.0]
+    outs = PAIRS[name][0](xs)
+    for o in outs:
+        assert all(isinstance(c, Value) for c in o._children)
+        assert isinstance(o._prev, set)
+    if IMPLEMENTATION == "compiled":  # one op node per output, its children the inputs
+        o = outs[1]
+        assert o._op == name
+        assert o._children[:2] == (xs[0], xs[1]) and o._children[2].data == 2.0
+        assert o._prev == set(o._children)
+        third = o._children[2]  # the number's leaf: the same handle while it lives
+        assert o._children[2] is third and outs[0]._children[2] is third
+        del xs, third
+        assert [c.data for c in outs[0]._children] == [0.5, -1.0, 2.0]  # the group keeps them
+
+
+@pytest.mark.parametrize("name", FUSED)
+@settings(max_examples=40, deadline=None)
+@given(xs=st.lists(finite, min_size=1, max_size=6), data=st.data())
+def test_local_grads_and_own_backward_of_one_output(name, xs, data):
+    # an output's _local_grads (d out / d input) and its own _backward() (by hand, as upstream's
+    # node._backward()) are those of the formula's node for that output alone
+    i = data.draw(st.integers(0, len(xs) - 1))
+    vals = [Value(v) for v in xs]
+    out = PAIRS[name][0](vals)[i]
+    ref_vals = [Value(v) for v in xs]
+    ref = PAIRS[name][1](ref_vals)[i]
+    ref.backward()
+    want = [v.grad for v in ref_vals]
+    lg = out._local_grads
+    if IMPLEMENTATION == "compiled":
+        assert len(lg) == len(xs)
+        assert all(math.isclose(a, b, rel_tol=1e-12, abs_tol=1e-12) for a, b in zip(lg, want)), (lg, want)
+    out.grad = 1.0
+    out._backward()
+    if IMPLEMENTATION == "compiled":  # (the pure engine's output is the formula's last node)
+        assert all(math.isclose(v.grad, w, rel_tol=1e-12, abs_tol=1e-12)
+                   for v, w in zip(vals, want)), ([v.grad for v in vals], want)
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_a_replaced_backward_can_still_call_the_fused_rule(name):
+    vals = [Value(0.3), Value(-0.7), Value(1.1)]
+    outs = PAIRS[name][0](vals)
+    own = outs[0]._backward
+    calls = []
+
+    def mine():
+        calls.append(1)
+        own()
+    outs[0]._backward = mine
+    outs[0].backward()
+    ref_vals = [Value(v.data) for v in vals]
+    PAIRS[name][1](ref_vals)[0].backward()
+    assert calls == [1]
+    assert all(math.isclose(v.grad, r.grad, rel_tol=1e-12, abs_tol=1e-12) for v, r in zip(vals, ref_vals))
+    del own, mine, outs
+    import gc
+    gc.collect()
+
+
+@pytest.mark.parametrize("name", FUSED + ["relu"])
+def test_one_long_and_shared_inputs(name):
+    a = Value(0.25)
+    fused, formula = PAIRS[name]
+    for xs in ([a], [a, a, a], [a, 1.5, a]):
+        a.grad = 0.0
+        got = fused(xs)
+        sum(got).backward()
+        g1 = a.grad
+        a.grad = 0.0
+        ref = formula([x if isinstance(x, Value) else Value(x) for x in xs])
+        sum(ref).backward()
+        assert [o.data for o in got] == [o.data for o in ref] and g1 == a.grad
+
+
+def test_fused_graphs_are_freed():
+    import micrograd.engine as E
+    live = getattr(E._impl, "_live_nodes", None)
+    if live is None:
+        pytest.skip("the pure engine has no arena")
+    xs = [Value(0.1 * i) for i in range(7)]
+    before = live()
+    for name in FUSED + ["relu"]:
+        outs = PAIRS[name][0](xs + [3.0])
+        keep = outs[2]
+        del outs
+        keep.backward()  # the group lives while one output does
+        del keep
+        assert live() == before, name
+    with no_grad():
+        outs = F.softmax(xs)
+    del outs
+    assert live() == before
+
+
+@pytest.mark.parametrize("name", FUSED + ["relu"])
+def test_an_input_float_that_runs_the_engine(name):
+    # a number's __float__ builds, drops and backpropagates graphs, and re-initialises a Value
+    # input, in the middle of the call: the call reads every input after every conversion
+    import numbers
+    a, b = Value(0.5), Value(-0.25)
+
+    class Sneaky:
+        def __float__(self):
+            t = F.softmax([Value(1.0), Value(2.0)])
+            F.rmsnorm(t)[0].backward()
+            b.__init__(0.75)
+            return 1.0
+    numbers.Real.register(Sneaky)
+    outs = PAIRS[name][0]([a, Sneaky(), b])
+    ref = PAIRS[name][1]([Value(0.5), Value(1.0), Value(0.75)])
+    assert [o.data for o in outs] == [o.data for o in ref]
+    outs[0].backward()
+
+
+def test_a_gc_callback_that_runs_the_engine_mid_call():
+    # making the outputs' handles can start a collection; its callback builds and
+    # backpropagates fused graphs while the call's group is half-handed out
+    import gc
+    seen = []
+
+    def cb(phase, info):
+        if phase == "stop" and len(seen) < 50:
+            p = F.log_softmax([Value(0.1), Value(0.2)])
+            F.softmax(p)[1].backward()
+            seen.append(p[0].grad)
+    gc.callbacks.append(cb)
+    old = gc.get_threshold()
+    gc.set_threshold(1, 1, 1)
+    try:
+        for _ in range(30):
+            xs = [Value(0.1 * i) for i in range(20)]
+            outs = F.softmax(xs) + F.rmsnorm(xs) + F.relu(xs)
+            sum(outs).backward()
+            ref_xs = [Value(0.1 * i) for i in range(20)]
+            sum(c_softmax(ref_xs) + c_rmsnorm(ref_xs) + [x.relu() for x in ref_xs]).backward()
+            assert [x.grad for x in xs] == [x.grad for x in ref_xs]
+    finally:
+        gc.set_threshold(*old)
+        gc.callbacks.remove(cb)
+
+
+def test_draw_dot_shows_a_fused_output_as_one_labelled_node():
+    from micrograd.viz import _layout
+    xs = [Value(0.5, label="a"), Value(-1.0, label="b")]
+    out = F.softmax(xs)[0]
+    for expand in (False, True):
+        boxes, ops, edges = _layout(out, expand)
+        labels = {b[1] for b in boxes}
+        assert {"a", "b"} <= labels
+        if IMPLEMENTATION == "compiled":
+            assert [t for _, t in ops] == ["softmax"]
+            assert len(edges) == 3  # a -> op, b -> op, op -> out
+
+
+PROGRAM_OPS = ["softmax", "log_softmax", "rmsnorm", "relu", "tanh", "sigmoid", "linear", "add"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(xs=st.lists(finite, min_size=1, max_size=6),
+       prog=st.lists(st.tuples(st.sampled_from(PROGRAM_OPS), st.integers(0, 5)), min_size=1, max_size=6),
+       keep=st.lists(st.booleans(), min_size=6, max_size=6))
+def test_programs_of_fused_ops_compiled_equal_pure_bit_for_bit(engines, xs, prog, keep):
+    # the compiled engine's fused kernels against the pure engine's composed formulas: chains of
+    # them (fused outputs feeding fused ops, vectors added to earlier ones), some outputs never
+    # used
+    compiled, pure = engines
+
+    def go(E, fused):
+        V = E.Value
+        vals = [V(x) for x in xs]
+        vec, history = list(vals), [list(vals)]
+        w = [[V(0.1 * (i - j) + 0.05) for i in range(len(xs))] for j in range(len(xs))]
+        for op, k in prog:
+            if op == "linear":
+                vec = (E._f_linear(w, tuple(vec)) if fused else c_linear(vec, w))
+            elif op == "add":
+                other = history[k % len(history)]
+                vec = [a + b for a, b in zip(vec, other)]
+            elif op in ("relu", "tanh", "sigmoid"):
+                vec = E._f_map(vec, op) if fused else [getattr(v, op)() for v in vec]
+            else:
+                f = {"softmax": (c_softmax, "_f_softmax"), "log_softmax": (c_log_softmax, "_f_log_softmax"),
+                     "rmsnorm": (c_rmsnorm, "_f_rmsnorm")}[op]
+                vec = (getattr(E, f[1])(vec, 1e-5) if op == "rmsnorm" else getattr(E, f[1])(vec)) if fused else f[0](vec)
+            history.append(vec)
+        loss = V(0.0)
+        for i, (o, kp) in enumerate(zip(vec, keep)):
+            if kp or i == 0:
+                loss = loss + o * (0.75 - 0.25 * i)
+        loss.backward()
+        return [o.data for o in vec], [v.grad for v in vals] + [wi.grad for row in w for wi in row]
+    got, want = go(compiled, True), go(pure, False)
+    assert same_bits(got[0], want[0]), (got[0], want[0])
+    assert same_bits(got[1], want[1]), (got[1], want[1])
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_reinitialised_outputs_and_inputs(name):
+    # Value.__init__ run again on an output (it becomes a leaf; its group lives on for the
+    # others) and on an input (the group reads its new data); a cycle through a group is refused
+    import gc
+    a, b = Value(0.4), Value(-0.3)
+    outs = PAIRS[name][0]([a, b, 1.0])
+    outs[0].__init__(5.0)
+    assert outs[0]._prev == set() and outs[0].data == 5.0
+    outs[1].backward()
+    ref_a, ref_b = Value(0.4), Value(-0.3)
+    PAIRS[name][1]([ref_a, ref_b, Value(1.0)])[1].backward()
+    assert math.isclose(a.grad, ref_a.grad, rel_tol=1e-12, abs_tol=1e-15)
+    with pytest.raises(ValueError, match="own descendant"):
+        a.__init__(1.0, (outs[2],))
+    b.__init__(2.0)  # a leaf again, with new data: the group's rule reads it
+    del outs
+    gc.collect()
+
+
+def test_empty_lists():
+    for fn in (F.relu, F.tanh, F.sigmoid):
+        assert fn([]) == [] and fn(()) == []
+    with no_grad():
+        assert F.relu([]) == []
+        assert F.softmax([1.0])[0].data == 1.0
