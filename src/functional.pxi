@@ -101,17 +101,6 @@ cdef inline NodeC* _b_un(_Built* b, uint8_t op, NodeC* x) except NULL:  # x.exp(
     return _keep(b, _mk1(ARENA, op, _forward1(op, x.data), x))
 
 
-cdef NodeC* _b_sub(_Built* b, NodeC* x, NodeC* y) except NULL:          # x + (-y)
-    cdef NodeC* neg = _b_mulc(b, y, -1.0)
-    return _b_add(b, x, neg)
-
-
-cdef NodeC* _b_div(_Built* b, NodeC* x, NodeC* y) except NULL:          # x * y**-1
-    cdef NodeC* inv = _keep(b, _mkc(ARENA, OP_POWC, _recip(y.data), y, -1.0))
-    inv.flags |= F_INTEXP
-    return _b_mul(b, x, inv)
-
-
 cdef NodeC* _b_sum(_Built* b, NodeC** xs, Py_ssize_t m, double start) except NULL:
     """sum(xs, start) for a number start, as the built-in: start + x0 + x1 + ... (m >= 1)"""
     cdef NodeC* acc = _b_addc(b, xs[0], start)
@@ -119,16 +108,6 @@ cdef NodeC* _b_sum(_Built* b, NodeC** xs, Py_ssize_t m, double start) except NUL
     for i in range(1, m):
         acc = _b_add(b, acc, xs[i])
     return acc
-
-
-cdef double _max_data(NodeC** xs, Py_ssize_t m):
-    """max(x.data for x in xs), as the built-in compares (a NaN first stays)."""
-    cdef double top = xs[0].data
-    cdef Py_ssize_t i
-    for i in range(1, m):
-        if xs[i].data > top:
-            top = xs[i].data
-    return top
 
 
 # softmax, log_softmax and rmsnorm are fused: one group (MgGroup, _fused.h) holding the inputs
