@@ -125,8 +125,36 @@ typedef char mg_node_is_56_bytes[sizeof(NodeC) == 56 ? 1 : -1];
 typedef struct {
     Py_ssize_t refcnt;    /* holders: the Python object that packed it, and each MgCall */
     uint32_t nin, nout;
+    uint32_t contig;      /* rows whose weights are consecutive in memory (w_j(i+1) is the node
+                             after w_ji, as a Neuron's are when made in a row): their loops step
+                             through the nodes instead of loading a pointer each. Set once packed
+                             (nodes never move): MG_ROWS_CONTIG(r)[j] for row j, 0 or 1 */
     NodeC *nodes[1];      /* nout*(nin+1) of them */
 } MgRows;
+
+/* the bytes after a row block's nodes: one a row, 1 if its weights are consecutive nodes */
+#define MG_ROWS_CONTIG(r) ((uint8_t *)((r)->nodes + (size_t)(r)->nout * ((r)->nin + 1)))
+
+/* a row block of nout rows of nin weights: its size in bytes, nodes and row flags */
+static inline size_t mg_rows_size(size_t nin, size_t nout) {
+    size_t count = nout * (nin + 1);
+    return sizeof(MgRows) + (count ? count : 1) * sizeof(NodeC *) + nout;
+}
+
+/* set r's row flags from its nodes; contig = how many rows are consecutive */
+static inline void mg_rows_contig(MgRows *r) {
+    const size_t st = (size_t)r->nin + 1;
+    uint8_t *flags = MG_ROWS_CONTIG(r);
+    size_t j, i;
+    r->contig = 0;
+    for (j = 0; j < r->nout; j++) {
+        NodeC *const *row = r->nodes + j * st;
+        flags[j] = 1;
+        for (i = 1; i < r->nin; i++)
+            if (row[1 + i] != row[1] + i) { flags[j] = 0; break; }
+        r->contig += flags[j];
+    }
+}
 
 /* One call of a layer: its inputs, each linked once, shared by the call's nout dot nodes.
  * A dot node keeps u.kids = its call and a = its row (NodeC **, b_j first) in the rows. */

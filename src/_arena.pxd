@@ -35,7 +35,12 @@ cdef extern from "_arena.h":
     ctypedef struct MgRows:
         Py_ssize_t refcnt    # the Python object that packed it + each MgCall using it
         uint32_t nin, nout
+        uint32_t contig      # how many rows have their weights in consecutive nodes
         NodeC* nodes[1]      # row j: nodes[j*(nin+1)] = b_j, then w_j0 ... (each linked once)
+
+    uint8_t* MG_ROWS_CONTIG(MgRows* r)  # a byte a row: 1 if its weights are consecutive
+    size_t mg_rows_size(size_t nin, size_t nout)
+    void mg_rows_contig(MgRows* r)     # sets contig and the row bytes from the nodes
 
     ctypedef struct MgCall:
         Py_ssize_t refcnt    # its dot nodes (+1 while it is being made)

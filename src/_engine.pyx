@@ -40,10 +40,11 @@ from _arena cimport (
     F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES, F_LATE, MG_SLAB_SHIFT, MG_SLAB_NODES,
     NodeC, MgRows, MgCall, MgGroup, ArenaC, ARENA, MG_CTZ64, mg_release_pages, mg_kids_new, mg_nkids,
     MG_HAS_ARRAY, mg_local_grads,
-    mg_kid, MG_ROW, MG_CALL, MG_NODE, MG_GROUP, MG_IS_FOUT,
+    mg_kid, MG_ROW, MG_CALL, MG_NODE, MG_GROUP, MG_IS_FOUT, MG_ROWS_CONTIG, mg_rows_size,
+    mg_rows_contig,
 )
 from _backward cimport MgScan, mg_local, mg_scan, mg_fused_apply
-from _kernels cimport mg_rows_dot
+from _kernels cimport mg_rows_dot, mg_rows_dot_contig, MgRun, mg_runs_zero_grad, mg_runs_sgd
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
     mg_install_setattro, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy, mg_hide_vtable)
 

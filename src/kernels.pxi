@@ -69,7 +69,7 @@ cdef int _rows_pack(ArenaC* A, _Rows rw) except -1:
             plain = plain and nd.op == OP_LEAF
             seen.append(item)
     count = nout * (nin + 1)
-    r = <MgRows*>PyMem_Malloc(sizeof(MgRows) + (count if count else 1) * sizeof(NodeC*))
+    r = <MgRows*>PyMem_Malloc(mg_rows_size(nin, nout))
     if r == NULL:
         raise MemoryError()
     r.refcnt = 1
@@ -83,6 +83,7 @@ cdef int _rows_pack(ArenaC* A, _Rows rw) except -1:
             r.nodes[k] = (<Value>item).c
             node_link(r.nodes[k])
             k += 1
+    mg_rows_contig(r)
     if rw.r != NULL:
         rows_decref(A, rw.r)
     rw.r = r
@@ -175,12 +176,13 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
         if len(biases) != nout:
             raise ValueError(f"got {nout} weight rows but {len(biases)} biases")
     count = nout * (nin + 1)
-    r = <MgRows*>PyMem_Malloc(sizeof(MgRows) + (count if count else 1) * sizeof(NodeC*))
+    r = <MgRows*>PyMem_Malloc(mg_rows_size(nin, nout))
     if r == NULL:
         raise MemoryError()
     r.refcnt = 1
     r.nin = <uint32_t>nin
     r.nout = <uint32_t>nout
+    r.contig = 0
     plain[0] = True
     try:
         if biases is None:
@@ -202,6 +204,7 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
                 node_link(nd)
                 r.nodes[k] = nd
                 k += 1
+        mg_rows_contig(r)
     except BaseException:
         r.nout = 0  # (rows_decref releases nodes[0:nout * (nin + 1)]: release the k linked here)
         for i in range(k):
@@ -212,6 +215,16 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
         if zero != NULL:
             node_decref(A, zero)
     return r
+
+
+cdef inline bint _rows_contig4(MgRows* r, Py_ssize_t j) noexcept:
+    """Rows j to j+3 (those that exist) all have their weights in consecutive nodes."""
+    cdef uint8_t* flags = MG_ROWS_CONTIG(r)
+    cdef Py_ssize_t k
+    for k in range(j, min(j + 4, <Py_ssize_t>r.nout)):
+        if not flags[k]:
+            return False
+    return True
 
 
 cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, object bs):
@@ -299,8 +312,12 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
         nout = r.nout
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
-                mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
-                            <uint32_t>min(4, nout - j), sums)
+                if r.contig == nout or _rows_contig4(r, j):
+                    mg_rows_dot_contig(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
+                                       <uint32_t>min(4, nout - j), sums)
+                else:
+                    mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
+                                <uint32_t>min(4, nout - j), sums)
             row = &r.nodes[j * (nin + 1)]
             acc = sums[j % 4]
             n = node_new(A, OP_DOT, acc)

@@ -3,17 +3,21 @@ cdef class _Params:
     """A fixed list of parameters for the optimizer kernels: their nodes, held for its lifetime."""
     cdef NodeC** nodes
     cdef Py_ssize_t n
+    cdef MgRun* runs       # the same nodes as runs of consecutive ones (a layer's row is one)
+    cdef Py_ssize_t nruns
     cdef tuple values
 
     def __cinit__(self):
         self.nodes = NULL
-        self.n = 0
+        self.runs = NULL
+        self.n = self.nruns = 0
 
     def __dealloc__(self):
         cdef Py_ssize_t i
         for i in range(self.n):
             node_decref(ARENA, self.nodes[i])
         PyMem_Free(self.nodes)
+        PyMem_Free(self.runs)
 
     def __len__(self):
         return self.n
@@ -29,7 +33,7 @@ def _pack(params):
     """The parameters, checked once, for the optimizer kernels (_zero_grad, _sgd_step, _adam_step)."""
     cdef _Params pk = _Params.__new__(_Params)
     cdef tuple vals = tuple(params)
-    cdef Py_ssize_t i, m = len(vals)
+    cdef Py_ssize_t i, k, m = len(vals)
     for p in vals:
         if not isinstance(p, Value):
             raise TypeError(f"parameters must be Values, not {type(p).__name__!r}")
@@ -40,6 +44,19 @@ def _pack(params):
     for i in range(m):
         pk.nodes[i] = _hold((<Value>vals[i]).c)
     pk.n = m
+    for i in range(m):  # nodes never move: the runs stay right for the pack's lifetime
+        if i == 0 or pk.nodes[i] != pk.nodes[i - 1] + 1:
+            pk.nruns += 1
+    pk.runs = <MgRun*>PyMem_Malloc((pk.nruns if pk.nruns else 1) * sizeof(MgRun))
+    if pk.runs == NULL:
+        raise MemoryError()
+    k = -1
+    for i in range(m):
+        if i == 0 or pk.nodes[i] != pk.nodes[i - 1] + 1:
+            k += 1
+            pk.runs[k].start = pk.nodes[i]
+            pk.runs[k].len = 0
+        pk.runs[k].len += 1
     pk.values = vals
     return pk
 
@@ -53,9 +70,7 @@ cdef _Params _as_params(object params):
 def _zero_grad(params):
     """Set .grad = 0.0 on every Value of the sequence (or of a _pack)."""
     cdef _Params pk = _as_params(params)
-    cdef Py_ssize_t i
-    for i in range(pk.n):
-        pk.nodes[i].grad = 0.0
+    mg_runs_zero_grad(pk.runs, pk.nruns)
 
 
 @cython.boundscheck(False)
@@ -69,9 +84,7 @@ def _sgd_step(params, double lr, double momentum, double weight_decay, double[::
     if momentum != 0.0 and buf.shape[0] < m:
         raise ValueError(f"momentum buffer holds {buf.shape[0]} values for {m} parameters")
     if momentum == 0.0 and weight_decay == 0.0:  # plain SGD: the loop most training runs
-        for i in range(m):
-            p = pk.nodes[i]
-            p.data = p.data - lr * p.grad
+        mg_runs_sgd(pk.runs, pk.nruns, lr)
         return
     for i in range(m):
         p = pk.nodes[i]

@@ -51,3 +51,18 @@ def _set_epoch(e):
     """Test hook: set the backward epoch counter (to exercise its wrap-around)."""
     ARENA.epoch = <uint16_t>(e & 0xFFFF)
 
+
+
+def _layout(packed):
+    """Test hook: how the kernels see a packing's nodes. A _Rows (packed by a layer call):
+    (rows, rows whose weights are consecutive nodes); a _pack: (parameters, runs of consecutive
+    nodes). (-1, -1): a _Rows not packed yet."""
+    cdef _Rows rw
+    cdef _Params pk
+    if type(packed) is _Rows:
+        rw = <_Rows>packed
+        if rw.r == NULL:
+            return (-1, -1)
+        return (rw.r.nout, rw.r.contig)
+    pk = <_Params?>packed
+    return (pk.n, pk.nruns)
