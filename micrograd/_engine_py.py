@@ -23,6 +23,11 @@ def _num(x: Any, what: str = "Value data") -> float:
     raise TypeError(f"{what} must be a real number, not {type(x).__name__!r}")
 
 
+def _check_label(label: Any) -> None:
+    if not isinstance(label, str):
+        raise TypeError(f"label must be a str, not {type(label).__name__!r}")
+
+
 def _fpow(x: float, y: float) -> float:
     """x ** y with Python float semantics, except that a complex result is a ValueError."""
     if x < 0 and math.isfinite(x) and math.isfinite(y) and y != math.floor(y):
@@ -113,8 +118,7 @@ class Value:
                  *, children: Iterable["Value"] | None = None,
                  local_grads: Iterable[Any] | None = None) -> None:
         data = _num(data)
-        if not isinstance(label, str):
-            raise TypeError(f"label must be a str, not {type(label).__name__!r}")
+        _check_label(label)  # before anything changes (this may be __init__ run again)
         if children is not None:
             _children = children
         if not isinstance(_op, str):
@@ -152,8 +156,8 @@ class Value:
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "data" or name == "grad":
             value = _num(value, name)
-        elif name == "label" and not isinstance(value, str):
-            raise TypeError(f"label must be a str, not {type(value).__name__!r}")
+        elif name == "label":
+            _check_label(value)
         elif name == "_backward" and not callable(value):
             raise TypeError(f"_backward must be callable, not {type(value).__name__!r}")
         object.__setattr__(self, name, value)

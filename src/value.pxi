@@ -82,6 +82,13 @@ cdef int _refuse_cycle(ArenaC* A, NodeC* target, NodeC** arr) except -1:
     return 0
 
 
+cdef inline int _check_label(object label) except -1:
+    # __init__ checks before it changes anything, the setter before it sets
+    if not isinstance(label, str):
+        raise TypeError(f"label must be a str, not {type(label).__name__!r}")
+    return 0
+
+
 @cython.freelist(64)
 @cython.embedsignature(False)  # the docstring carries the signature, for inspect.signature
 cdef class Value:
@@ -112,8 +119,7 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         cdef bint again
         cdef Py_ssize_t i
         d = _num(data, "Value data")
-        if not isinstance(label, str):
-            raise TypeError(f"label must be a str, not {type(label).__name__!r}")
+        _check_label(label)
         if children is not None:
             _children = children
         if not isinstance(_op, str):
@@ -229,8 +235,7 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
     @label.setter
     def label(self, value):
         _node(self)
-        if not isinstance(value, str):
-            raise TypeError(f"label must be a str, not {type(value).__name__!r}")
+        _check_label(value)
         self._label = value
         _mark_heavy(self)
         _track_if_may_cycle(self, value)
