@@ -295,8 +295,8 @@ typedef struct {
     Py_ssize_t nslabs, cap_slabs;
     uint64_t *freebits;
     uint32_t *slab_nfree;      /* free nodes in each slab */
-    uint32_t *slab_word;       /* no free node in this slab's words below this one */
-    Py_ssize_t low_slab;       /* no free node in the slabs below this one */
+    Py_ssize_t low_word;       /* no free node in the words of freebits below this one (slab
+                                  s's words are s * MG_SLAB_NODES / 64 on: word idx >> 6) */
     uint8_t *slab_state;       /* SLAB_BUSY, SLAB_IDLE or SLAB_GONE (arena.pxi) */
     double *slab_idle_since;   /* SLAB_IDLE: when a full collection first found it so */
     NodeC **by_addr;           /* the slabs sorted by address, and their numbers: a node's */
@@ -304,7 +304,8 @@ typedef struct {
     NodeC *last_slab;          /* the slab of the last index lookup, and its number */
     uint32_t last_no;
     Py_ssize_t live;           /* nodes in use */
-    Py_ssize_t limit;          /* test hook: most nodes the arena may hold (-1: no limit) */
+    Py_ssize_t limit;          /* test hook: most nodes the arena may hold (PY_SSIZE_T_MAX:
+                                  no limit) */
     NodeC *dead;               /* nodes whose count reached zero, linked through .handle */
     int draining;              /* the drain is running: a release only pushes */
     /* the tape: every op node's arena index in the order the nodes were made; children are

@@ -63,8 +63,7 @@ cdef extern from "_arena.h":
         Py_ssize_t nslabs, cap_slabs
         uint64_t* freebits
         uint32_t* slab_nfree
-        uint32_t* slab_word
-        Py_ssize_t low_slab
+        Py_ssize_t low_word
         uint8_t* slab_state
         double* slab_idle_since
         NodeC** by_addr

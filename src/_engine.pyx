@@ -27,6 +27,7 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcmp
+from cpython.pyport cimport PY_SSIZE_T_MAX
 from libc.math cimport pow, exp, log, tanh, fabs, floor, fmod, isnan, isinf, isfinite, sqrt, copysign
 from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 
@@ -73,7 +74,7 @@ include "testhooks.pxi"
 # ---------------------------------------------------------------------------------------------
 # Module init
 
-ARENA.limit = -1
+ARENA.limit = PY_SSIZE_T_MAX  # no limit (the test hook sets one)
 ARENA.grad_enabled = 1
 # the dict's offset first: the patched traverse and dealloc read it
 _probe = Value.__new__(Value)

@@ -44,7 +44,6 @@ cdef int _arena_grow(ArenaC* A) except -1:
         A.by_addr_no = <uint32_t*>_regrow(A.by_addr_no, cap * sizeof(uint32_t))
         A.freebits = <uint64_t*>_regrow(A.freebits, cap * SLAB_WORDS * sizeof(uint64_t))
         A.slab_nfree = <uint32_t*>_regrow(A.slab_nfree, cap * sizeof(uint32_t))
-        A.slab_word = <uint32_t*>_regrow(A.slab_word, cap * sizeof(uint32_t))
         A.slab_state = <uint8_t*>_regrow(A.slab_state, cap * sizeof(uint8_t))
         A.slab_idle_since = <double*>_regrow(A.slab_idle_since, cap * sizeof(double))
         A.cap_slabs = cap
@@ -62,7 +61,6 @@ cdef int _arena_grow(ArenaC* A) except -1:
     for i in range(SLAB_WORDS):
         A.freebits[A.nslabs * SLAB_WORDS + i] = ~(<uint64_t>0)
     A.slab_nfree[A.nslabs] = SLAB_NODES
-    A.slab_word[A.nslabs] = 0
     A.slab_state[A.nslabs] = SLAB_BUSY
     A.nslabs += 1
     return 0
@@ -88,13 +86,31 @@ cdef inline uint32_t node_index(ArenaC* A, NodeC* n) noexcept:
     return _index_slow(A, n)
 
 
+cdef Py_ssize_t _arena_find(ArenaC* A) except -1:
+    """node_new's slow path: the lowest word with a free node, at or above A.low_word (none is
+    below it), skipping full slabs by their counts; a new slab when every one is full."""
+    cdef Py_ssize_t g = A.low_word
+    cdef Py_ssize_t s = g >> (MG_SLAB_SHIFT - 6)
+    while True:
+        if s == A.nslabs:
+            _arena_grow(A)
+        if A.slab_nfree[s] != 0:
+            if g < s * SLAB_WORDS:
+                g = s * SLAB_WORDS
+            while A.freebits[g] == 0:  # there is a free node at or above g in slab s: its
+                g += 1                 # count says so, and none below g
+            A.low_word = g
+            return g
+        s += 1
+
+
 cdef inline NodeC* node_new(ArenaC* A, uint8_t op, double data) except NULL:
     """A fresh node with no children, no handle and a count of zero; op nodes go on the tape."""
     cdef NodeC* n
-    cdef Py_ssize_t s
-    cdef uint32_t w, off
-    cdef uint64_t* word
-    if A.limit >= 0 and A.live >= A.limit:
+    cdef Py_ssize_t g = A.low_word
+    cdef uint64_t bits
+    cdef uint32_t idx
+    if A.live >= A.limit:
         raise MemoryError("micrograd: the node arena is full (test limit)")
     if op != OP_LEAF:
         if A.live_ops == 0 and not A.scanning:  # every entry is dead: start the tape afresh
@@ -102,26 +118,18 @@ cdef inline NodeC* node_new(ArenaC* A, uint8_t op, double data) except NULL:
             A.tape_dead = 0
         if A.tape_len == A.tape_cap:
             _tape_make_room(A)
-    s = A.low_slab
-    while s < A.nslabs and A.slab_nfree[s] == 0:
-        s += 1
-    if s == A.nslabs:
-        _arena_grow(A)
-    A.low_slab = s
-    A.slab_state[s] = SLAB_BUSY  # (if its pages went back, they come again as it is used)
-    w = A.slab_word[s]
-    word = &A.freebits[s * SLAB_WORDS + w]
-    while word[0] == 0:  # there is a free node at or above w: the count says so
-        w += 1
-        word += 1
-    A.slab_word[s] = w
-    off = (w << 6) | MG_CTZ64(word[0])
-    word[0] &= word[0] - 1
-    A.slab_nfree[s] -= 1
-    n = A.slabs[s] + off
+    # the lowest free node: nearly always in the word the last one came from
+    if g == A.nslabs * SLAB_WORDS or A.freebits[g] == 0:
+        g = _arena_find(A)
+    bits = A.freebits[g]
+    A.freebits[g] = bits & (bits - 1)
+    idx = (<uint32_t>g << 6) | MG_CTZ64(bits)
+    A.slab_nfree[idx >> MG_SLAB_SHIFT] -= 1
+    A.slab_state[idx >> MG_SLAB_SHIFT] = SLAB_BUSY  # (pages that went back come again as used)
+    n = MG_NODE(A.slabs, idx)
     A.live += 1
     if op != OP_LEAF:
-        A.tape[A.tape_len] = (<uint32_t>s << MG_SLAB_SHIFT) | off
+        A.tape[A.tape_len] = idx
         A.tape_len += 1
         A.live_ops += 1
     n.data = data
@@ -198,7 +206,7 @@ cdef void _drain(ArenaC* A) noexcept:
     """Free every node on the dead stack and release its children: a loop, never recursion."""
     cdef NodeC* n
     cdef NodeC** kids
-    cdef uint32_t i, idx, s, w
+    cdef uint32_t i, idx
     A.draining = True
     while A.dead != NULL:
         n = A.dead
@@ -221,15 +229,11 @@ cdef void _drain(ArenaC* A) noexcept:
                 node_decref(A, n.v.b)
         n.op = OP_LEAF
         n.handle = NULL
-        idx = node_index(A, n)
-        s = idx >> MG_SLAB_SHIFT
-        w = (idx & (SLAB_NODES - 1)) >> 6
-        A.freebits[s * SLAB_WORDS + w] |= (<uint64_t>1) << (idx & 63)
-        A.slab_nfree[s] += 1
-        if w < A.slab_word[s]:
-            A.slab_word[s] = w
-        if s < A.low_slab:
-            A.low_slab = s
+        idx = node_index(A, n)  # its free bit is word idx >> 6 (a slab's words run on)
+        A.freebits[idx >> 6] |= (<uint64_t>1) << (idx & 63)
+        A.slab_nfree[idx >> MG_SLAB_SHIFT] += 1
+        if (idx >> 6) < A.low_word:
+            A.low_word = idx >> 6
         A.live -= 1
     A.draining = False
 

@@ -44,7 +44,7 @@ def _tape_shrink():
 
 def _set_node_limit(limit):
     """Test hook: make allocation fail (MemoryError) once `limit` nodes are live; None lifts it."""
-    ARENA.limit = -1 if limit is None else int(limit)
+    ARENA.limit = PY_SSIZE_T_MAX if limit is None else int(limit)
 
 
 def _set_epoch(e):
