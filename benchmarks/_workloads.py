@@ -82,16 +82,19 @@ class Unavailable(Exception):
     """This implementation lacks what the workload needs (e.g. micrograd.nn not written yet)."""
 
 
-def metric(name, unit, samples, error=None, note="", ratios=True, scaled=None):
+def metric(name, unit, samples, error=None, note="", ratios=True, scaled=None, paired=False):
     """One measured quantity: samples (numbers or Spans) already divided into their unit.
 
     scaled: how the samples were scaled up from a part of the work (the table marks the row).
+    paired: sample k is the same piece of work in every implementation (a script's step k), so
+    a target compares them step by step (the median of the per-step ratios).
     """
     samples = list(samples)
     spans = bool(samples) and isinstance(samples[0], Span)
     return {"metric": name, "unit": unit, "samples": [x.wall for x in samples] if spans else samples,
             "cpu_samples": [x.cpu for x in samples] if spans else None,
-            "error": error, "note": note, "ratios": ratios, "scaled": scaled}
+            "error": error, "note": note, "ratios": ratios, "scaled": scaled,
+            "paired": paired}
 
 
 def _errname(exc):
@@ -629,7 +632,7 @@ def run_microgpt(Value, P, size, variant="a"):
         losses.append(trainer.step())
         samples.append((_now() - t0) / 1e9)
     note = "forward + backward + " + ("optim.Adam" if variant == "c" else "the script's Adam loop")
-    return {"metrics": [metric("step", "s", samples, note=note)],
+    return {"metrics": [metric("step", "s", samples, note=note, paired=True)],
             "check": losses, "info": {"n_embd": n_embd, "n_layer": n_layer,
                                       "params": len(trainer.params), "steps": len(losses)}}
 

@@ -76,6 +76,8 @@ def build_rows(results, workloads, impls, clock="wall"):
                     "vs_torch": ratio(base["torch"]["median"] if base["torch"] else None, med, unit)
                     if impl != "torch" else None,
                     "scaled": m.get("scaled") if m else None,
+                    # the samples themselves, where a target pairs them step by step
+                    "paired": list(_samples(m, clock)) if m and m.get("paired") else None,
                 })
     return rows
 
@@ -92,6 +94,18 @@ def median(rows, workload, metric, impl):
         if (r["workload"], r["metric"], r["impl"]) == (workload, metric, impl) and r["stats"]:
             return r["stats"]["median"]
     return None
+
+
+def paired_ratio(rows, workload, metric, base, this):
+    """The median over k of base's sample k / this's sample k, or None unless both rows hold
+    paired samples of the same length (the same steps, so each ratio compares equal work)."""
+    a, b = find_row(rows, workload, metric, base), find_row(rows, workload, metric, this)
+    if a is None or b is None or not a.get("paired") or not b.get("paired"):
+        return None
+    xs, ys = a["paired"], b["paired"]
+    if len(xs) != len(ys) or not xs or min(ys) <= 0:
+        return None
+    return statistics.median(x / y for x, y in zip(xs, ys))
 
 
 def compare_checks(results):

@@ -397,3 +397,30 @@ def test_vs_torch_column_printed_by_the_suite():
     compiled = next(line for line in r.stdout.splitlines() if line.startswith("moons_step step")
                     and " compiled " in line)
     assert compiled.rstrip().endswith("×")
+
+
+def test_script_targets_pair_the_same_steps():
+    """A script's steps differ in size: the target is the median of step-by-step ratios, which can
+    differ from the ratio of the medians, and is used only where both sides hold paired samples."""
+    def res(impl, samples, paired=True):
+        return {"impl": impl, "workload": "microgpt16", "status": "ok",
+                "metrics": [{"metric": "step", "unit": "s", "samples": samples, "cpu_samples": None,
+                             "error": None, "note": "", "ratios": True, "scaled": None,
+                             "paired": paired}]}
+    inline = [10.0, 40.0, 20.0]       # median 20
+    compiled = [1.0, 1.0, 4.0]        # median 1: ratio of medians 20; per step 10, 40, 5
+    rows = stats.build_rows([res("compiled", compiled), res("inline", inline)], ["microgpt16"],
+                            ["compiled", "inline"])
+    assert stats.paired_ratio(rows, "microgpt16", "step", "inline", "compiled") == 10.0
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"microgpt16"})}
+    t = got["microgpt16 step ≥ 17× the script's own Value"]
+    assert t["status"] == "NOT met" and t["value"] == 10.0
+    assert t["measured"] == "10.0× (median of per-step ratios)"
+    unpaired = stats.build_rows([res("compiled", compiled, False), res("inline", inline)],
+                                ["microgpt16"], ["compiled", "inline"])
+    t = {t["target"]: t for t in targets.evaluate_targets(unpaired, workloads={"microgpt16"})}[
+        "microgpt16 step ≥ 17× the script's own Value"]
+    assert t["status"] == "met" and t["value"] == 20.0  # falls back to the ratio of medians
+    short = stats.build_rows([res("compiled", compiled[:2]), res("inline", inline)], ["microgpt16"],
+                             ["compiled", "inline"])
+    assert stats.paired_ratio(short, "microgpt16", "step", "inline", "compiled") is None
