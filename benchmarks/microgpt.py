@@ -200,15 +200,7 @@ def gpt_fused(F, config, state, token, pos, keys, values):
         v = F.linear(x, state[f"layer{li}.attn_wv"])
         keys[li].append(k)
         values[li].append(v)
-        heads = []
-        for h in range(n_head):
-            lo, hi = h * head_dim, (h + 1) * head_dim
-            q_h = q[lo:hi]
-            k_h = [kt[lo:hi] for kt in keys[li]]
-            v_h = [vt[lo:hi] for vt in values[li]]
-            logits = [s / head_dim ** 0.5 for s in F.linear(q_h, k_h)]
-            weights = F.softmax(logits)
-            heads.extend(F.linear(weights, list(zip(*v_h))))
+        heads = F.attention(q, keys[li], values[li], n_head)
         x = F.linear(heads, state[f"layer{li}.attn_wo"])
         x = [a + b for a, b in zip(x, residual)]
         residual = x

@@ -38,7 +38,7 @@ from micrograd.engine import Value, _impl
 from micrograd.losses import cross_entropy
 
 __all__ = ["linear", "dot", "sum", "softmax", "log_softmax", "rmsnorm", "relu", "tanh",
-           "sigmoid", "cross_entropy"]
+           "sigmoid", "attention", "cross_entropy"]
 
 _COMPILED = hasattr(_impl, "_f_softmax")
 if _COMPILED:  # bound once: each call below is then one lookup and one C call
@@ -48,6 +48,7 @@ if _COMPILED:  # bound once: each call below is then one lookup and one C call
     _f_rmsnorm: Callable[[Any, float], List[Value]] = _impl._f_rmsnorm
     _f_map: Callable[[Any, str], List[Value]] = _impl._f_map
     _f_sum: Callable[[Any, Any], Value] = _impl._f_sum
+    _f_attention: Callable[[Any, Any, Any, int], Optional[List[Value]]] = _impl._f_attention
 
 
 def _values(xs: Any, what: str) -> List[Value]:
@@ -215,3 +216,47 @@ def tanh(xs: Sequence[Any]) -> List[Value]:
 def sigmoid(xs: Sequence[Any]) -> List[Value]:
     """sigmoid(xs) -> [v.sigmoid() for v in xs]."""
     return _map(xs, "sigmoid")
+
+
+def attention(q: Sequence[Any], keys: Sequence[Sequence[Any]], values: Sequence[Sequence[Any]],
+              n_head: int) -> List[Value]:
+    """attention(q, keys, values, n_head) -> the heads' outputs, one list of len(q).
+
+    Scaled dot-product attention of one query over a KV cache (keys[t], values[t]: the
+    positions so far, each as long as q), head by head, as microgpt-style scripts write it:
+
+        hd = len(q) // n_head
+        for h in range(n_head):
+            lo, hi = h * hd, (h + 1) * hd
+            logits = [s / hd ** 0.5 for s in linear(q[lo:hi], [k[lo:hi] for k in keys])]
+            weights = softmax(logits)
+            out += linear(weights, [[v[j] for v in values] for j in range(lo, hi)])
+
+    The same nodes as that code, data and gradients bit for bit, built in one engine call.
+    """
+    if isinstance(n_head, bool) or not isinstance(n_head, int):
+        raise TypeError(f"n_head must be an int, not {type(n_head).__name__!r}")
+    if _COMPILED:
+        out = _f_attention(q, keys, values, n_head)
+        if out is not None:
+            return out
+    qs = list(q)
+    ks, vs = [list(k) for k in keys], [list(v) for v in values]
+    if n_head <= 0 or len(qs) % n_head:
+        raise ValueError(f"attention: q has {len(qs)} elements, not a multiple of n_head={n_head}")
+    if not ks:
+        raise ValueError("attention over no positions: keys is empty")
+    if len(vs) != len(ks):
+        raise ValueError(f"attention: {len(ks)} keys but {len(vs)} values")
+    for what, rows in (("key", ks), ("value", vs)):
+        for t, row in enumerate(rows):
+            if len(row) != len(qs):
+                raise ValueError(f"attention: q has {len(qs)} elements but {what} {t} has {len(row)}")
+    hd = len(qs) // n_head
+    out = []
+    for h in range(n_head):
+        lo, hi = h * hd, (h + 1) * hd
+        logits = [s / hd ** 0.5 for s in linear(qs[lo:hi], [k[lo:hi] for k in ks])]
+        weights = softmax(logits)
+        out += linear(weights, [[v[j] for v in vs] for j in range(lo, hi)])
+    return out

@@ -24,6 +24,8 @@ from cpython.long cimport PyLong_Check, PyLong_CheckExact, PyLong_AsDouble
 from cpython.bool cimport PyBool_Check
 from cpython.sequence cimport PySequence_Fast_ITEMS
 from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.tuple cimport PyTuple_New, PyTuple_SET_ITEM
+from cpython.number cimport PyNumber_Power
 from cpython.exc cimport PyErr_CheckSignals
 from cpython.mem cimport PyMem_RawMalloc, PyMem_RawFree, PyMem_RawRealloc, PyMem_Malloc, PyMem_Realloc, PyMem_Free
 from libc.string cimport memcmp

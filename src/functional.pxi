@@ -481,3 +481,50 @@ def _f_linear(w, x):
 def _f_forget():
     """Drop linear's kept packings (tests; a program that wants its matrices freed at once)."""
     _PACKED.clear()
+
+
+cdef tuple _column(list vs, Py_ssize_t j):
+    """(v[j] for v in vs) as a tuple: column j of the values, the weights' rows."""
+    cdef Py_ssize_t t, T = len(vs)
+    cdef tuple col = PyTuple_New(T)
+    cdef object item
+    for t in range(T):
+        item = vs[t][j]  # (generic: a collection's callbacks may have changed the lists)
+        Py_INCREF(item)
+        PyTuple_SET_ITEM(col, t, item)
+    return col
+
+
+def _f_attention(q, keys, values, Py_ssize_t n_head):
+    """Causal self-attention over a KV cache, head by head, in the very ops of the formula of
+    functional.attention (linear, the scale as `s / head_dim ** 0.5`, softmax, linear): the same
+    nodes, with no interpreter between them. None unless q, keys, values and every key and value
+    are lists of the shapes the formula needs (functional.attention then runs the formula itself,
+    which converts other sequences and says what is wrong with a shape)."""
+    cdef Py_ssize_t n_embd, hd, T, h, j, lo
+    cdef list qs, ks, vs, heads, k_h, logits, cols
+    if type(q) is not list or type(keys) is not list or type(values) is not list or n_head <= 0:
+        return None
+    qs, ks, vs = q, keys, values
+    n_embd, T = len(qs), len(ks)
+    if T == 0 or len(vs) != T or n_embd % n_head != 0:
+        return None
+    for t in range(T):
+        if (type(ks[t]) is not list or len(<list>ks[t]) != n_embd or type(vs[t]) is not list
+                or len(<list>vs[t]) != n_embd):
+            return None
+    hd = n_embd // n_head
+    scale = PyNumber_Power(hd, 0.5, None)  # head_dim ** 0.5, as the formula computes it
+    heads = []
+    try:
+        for h in range(n_head):
+            lo = h * hd
+            k_h = [kt[lo:lo + hd] for kt in ks]  # (generic indexing, as in _column)
+            logits = [s / scale for s in
+                      _layer_go(ARENA, tuple(qs[lo:lo + hd]), OP_LEAF, None, k_h, None)]
+            weights = _f_softmax(logits)
+            cols = [_column(vs, lo + j) for j in range(hd)]
+            heads.extend(_layer_go(ARENA, tuple(weights), OP_LEAF, None, cols, None))
+    except TypeError:  # a number among the keys or values (the kernel takes only Values
+        return None    # there): the formula lifts them, or says what is wrong
+    return heads
