@@ -205,7 +205,7 @@ def gpt_fused(F, config, state, token, pos, keys, values):
         x = [a + b for a, b in zip(x, residual)]
         residual = x
         x = F.rmsnorm(x)
-        x = F.relu(F.linear(x, state[f"layer{li}.mlp_fc1"]))
+        x = F.linear(x, state[f"layer{li}.mlp_fc1"], act="relu")
         x = F.linear(x, state[f"layer{li}.mlp_fc2"])
         x = [a + b for a, b in zip(x, residual)]
     return F.linear(x, state["lm_head"])

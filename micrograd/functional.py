@@ -41,8 +41,9 @@ __all__ = ["linear", "dot", "sum", "softmax", "log_softmax", "rmsnorm", "relu", 
            "sigmoid", "attention", "cross_entropy"]
 
 _COMPILED = hasattr(_impl, "_f_softmax")
+_ACTS = frozenset(_impl._ACTIVATIONS)  # what a Layer's kernel applies: relu, tanh, sigmoid, linear
 if _COMPILED:  # bound once: each call below is then one lookup and one C call
-    _f_linear: Callable[[Any, Any], List[Value]] = _impl._f_linear
+    _f_linear: Callable[[Any, Any, Optional[str]], List[Value]] = _impl._f_linear
     _f_softmax: Callable[[Any], List[Value]] = _impl._f_softmax
     _f_log_softmax: Callable[[Any], List[Value]] = _impl._f_log_softmax
     _f_rmsnorm: Callable[[Any, float], List[Value]] = _impl._f_rmsnorm
@@ -78,18 +79,25 @@ def _rows(w: Any, what: str) -> List[List[Any]]:
     return rows
 
 
-def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
-           b: Optional[Sequence[Any]] = None) -> List[Value]:
-    """linear(x, w, b=None) -> [sum(wi * xi for wi, xi in zip(row, x)) for row in w].
+def linear(x: Sequence[Any], w: Sequence[Sequence[Any]], b: Optional[Sequence[Any]] = None,
+           act: Optional[str] = None) -> List[Value]:
+    """linear(x, w, b=None, act=None) -> [sum(wi * xi for wi, xi in zip(row, x)) for row in w].
 
     With b: ``sum((wi * xi ...), b[j])`` for row j, as `Neuron` computes. One fused node per
     row. Also the attention products: ``linear(q, keys)`` is the logits, ``linear(weights,
     columns)`` (columns[j] = [v[j] for v in values]) the weighted sum of the values.
+
+    act ("relu", "tanh" or "sigmoid"): ``[s.relu() for s in linear(x, w, b)]`` and so on, the
+    same numbers as ``F.relu(F.linear(x, w, b))`` in one call, as a `Layer` computes; the row
+    sums then get no Value of their own. None (or "linear"): the sums themselves.
     """
+    if act is not None and (type(act) is not str or act not in _ACTS):
+        raise ValueError(f"linear: unknown activation {act!r}; expected one of "
+                         f"{sorted(_ACTS - {'linear'})} or None")
     xs = x if type(x) is tuple or type(x) is list else tuple(x)
     if b is None and _COMPILED and type(w) is list:
         try:  # the common case in one call (the kernel checks the shapes as it packs)
-            return _f_linear(w, xs)
+            return _f_linear(w, xs, act)
         except (TypeError, ValueError):
             pass  # numbers in w, or a bad shape: the slow way below says which
     xs = tuple(xs)
@@ -104,13 +112,14 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]],
             raise ValueError(f"linear: w has {nout} rows but b has {len(bs)} elements")
     if nout and len(w[0]) != len(xs):
         raise ValueError(f"linear: w is {nout}x{len(w[0])} but x has {len(xs)} elements")
+    code = act or "linear"
     try:
         if bs is None and _COMPILED:
-            return _f_linear(w, xs)  # (keeps the packing of a matrix of leaves)
-        return _impl._layer(w, bs, xs, "linear")  # the kernel checks the rows as it packs them
+            return _f_linear(w, xs, act)  # (keeps the packing of a matrix of leaves)
+        return _impl._layer(w, bs, xs, code)  # the kernel checks the rows as it packs them
     except (TypeError, ValueError):
         rows = _rows(w, "linear")  # numbers in w, or rows of different lengths: say which
-        return _impl._layer(rows, bs, xs, "linear")
+        return _impl._layer(rows, bs, xs, code)
 
 
 def dot(w: Sequence[Any], x: Sequence[Any]) -> Value:

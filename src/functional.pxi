@@ -457,15 +457,22 @@ cdef bint _leaf_matrix(object w) noexcept:
     return True
 
 
-def _f_linear(w, x):
+def _f_linear(w, x, act=None):
     """[sum(wi * xi for wi, xi in zip(row, x)) for row in w]: the layer kernel from 0.0, with
-    the packing of a matrix of leaves kept for its next call."""
+    the packing of a matrix of leaves kept for its next call; act ("relu", "tanh", "sigmoid"):
+    [s.relu() for s in ...], ..., with no handle for the sums."""
     cdef tuple xs = x if type(x) is tuple else tuple(x)
     cdef _Rows rw
+    cdef uint8_t code = OP_LEAF
+    if act is not None:
+        if type(act) is not str or act not in _ACTS:
+            raise ValueError(f"unknown activation {act!r}; expected one of "
+                             f"{sorted(a for a in _ACTS if a != 'linear')} or None")
+        code = _ACTS[act]
     if type(w) is list:
         ent = _PACKED.get(id(w))
         if ent is not None and (<_Rows>ent).outer is w:
-            return _layer_go(ARENA, xs, OP_LEAF, <_Rows>ent, None, None)
+            return _layer_go(ARENA, xs, code, <_Rows>ent, None, None)
         if len(<list>w) and _leaf_matrix(w):
             zero = Value(0.0)
             rw = _rows(w, (zero,) * len(<list>w))
@@ -474,8 +481,8 @@ def _f_linear(w, x):
             if len(_PACKED) >= _PACKED_MAX:
                 del _PACKED[next(iter(_PACKED))]  # the oldest
             _PACKED[id(w)] = rw
-            return _layer_go(ARENA, xs, OP_LEAF, rw, None, None)
-    return _layer_go(ARENA, xs, OP_LEAF, None, w, None)
+            return _layer_go(ARENA, xs, code, rw, None, None)
+    return _layer_go(ARENA, xs, code, None, w, None)
 
 
 def _f_forget():

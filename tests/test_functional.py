@@ -144,6 +144,39 @@ def test_linear_is_its_formula(spec):
     assert all(math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-12) for g, w in zip(got[1], want[1]))
 
 
+@pytest.mark.parametrize("act", ["relu", "tanh", "sigmoid", "linear"])
+@settings(max_examples=80, deadline=None)
+@given(spec=linear_specs())
+def test_linear_with_an_activation_is_the_activation_of_linear(act, spec):
+    def fused(X, W, B=None):
+        return F.linear(X, W, B, act=act)
+
+    def composed(X, W, B=None):
+        outs = c_linear(X, W, B)
+        outs = [o if isinstance(o, Value) else Value(float(o)) for o in outs]
+        return outs if act == "linear" else [getattr(o, act)() for o in outs]
+
+    got, want = run_linear(fused, spec), run_linear(composed, spec)
+    assert same_bits(got[0], want[0])
+    assert all(math.isclose(g, w, rel_tol=1e-12, abs_tol=1e-12) for g, w in zip(got[1], want[1]))
+    # and F.relu(F.linear(...)) bit for bit, grads too (the same kernel, the same order)
+    if act != "linear":
+        def two_calls(X, W, B=None):
+            return getattr(F, act)(F.linear(X, W, B))
+        again = run_linear(two_calls, spec)
+        assert same_bits(got[0], again[0]) and same_bits(got[1], again[1])
+
+
+def test_linear_names_a_bad_activation():
+    x, w = [Value(1.0)], [[Value(2.0)]]
+    for bad in ("gelu", "", 3, b"relu"):
+        with pytest.raises(ValueError, match="unknown activation"):
+            F.linear(x, w, act=bad)
+    assert F.linear(x, w, act=None)[0].data == 2.0
+    assert F.linear(x, w, act="relu")[0].data == 2.0
+    assert F.linear(x, [[Value(-2.0)]], [Value(0.5)], act="relu")[0].data == 0.0
+
+
 @settings(max_examples=100, deadline=None)
 @given(w=st.lists(finite, min_size=1, max_size=8), data=st.data())
 def test_dot_is_linear_of_one_row(w, data):
