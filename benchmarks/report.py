@@ -154,6 +154,11 @@ def render(doc, markdown):
     results = doc["results"]
     notes += [f"{r['impl']} {r['workload']}: {r['status']}: {r.get('reason')}"
               for r in results if r.get("status") != "ok"]
+    rounds = sorted({(r["workload"], r["rounds"]) for r in results if r.get("rounds")})
+    if rounds:
+        notes.append("; ".join(f"{wl}: its implementations ran in {n} interleaved rounds (the pure "
+                               f"engine in one), step k's time the median of the rounds' step k"
+                               for wl, n in rounds))
     notes += doc["mismatches"]
     if not doc["mismatches"] and any(r.get("check") for r in results):
         notes.append("results agree: compiled == pure bit for bit, upstream within 1e-9 (where run)")

@@ -108,6 +108,43 @@ def paired_ratio(rows, workload, metric, base, this):
     return statistics.median(x / y for x, y in zip(xs, ys))
 
 
+def merge_rounds(rounds):
+    """One result from several runs of the same script job (rounds interleaved with the other
+    implementations' runs, so a slow spell of the machine falls on all of them alike).
+
+    A paired metric's sample k becomes the median over the rounds of their sample k (its wall
+    and its CPU time alike); other metrics keep every round's samples. The steps are seeded, so
+    every round must give the same check: a round that does not is named in "round_mismatch".
+    A round that failed makes the merged result that failure.
+    """
+    for r in rounds:
+        if r.get("status", "ok") != "ok":
+            return r
+    first = rounds[0]
+    if len(rounds) == 1:
+        return first
+    merged = dict(first, metrics=[], rounds=len(rounds))
+    for k, m in enumerate(first["metrics"]):
+        ms = [r["metrics"][k] for r in rounds]
+        if m.get("paired"):
+            def per_step(key):
+                cols = [x[key] for x in ms]
+                if any(c is None for c in cols) or len({len(c) for c in cols}) != 1:
+                    return cols[0]
+                return [statistics.median(step) for step in zip(*cols)]
+            merged["metrics"].append(dict(m, samples=per_step("samples"),
+                                          cpu_samples=per_step("cpu_samples")))
+        else:
+            cpu = [x["cpu_samples"] for x in ms]
+            merged["metrics"].append(dict(m, samples=[v for x in ms for v in x["samples"]],
+                                          cpu_samples=None if any(c is None for c in cpu)
+                                          else [v for c in cpu for v in c]))
+    bad = [i for i, r in enumerate(rounds) if r.get("check") != first.get("check")]
+    if bad:
+        merged["round_mismatch"] = bad
+    return merged
+
+
 def compare_checks(results):
     """Same code, same seeds: compiled and pure must agree bit for bit, upstream within 1e-9.
 
@@ -119,7 +156,9 @@ def compare_checks(results):
     with micrograd.functional ("functional"); with optim.Adam as well ("functional-adam"), whose
     update rounds differently from the script's loop, within 1e-9 of the unchanged script.
     """
-    notes = []
+    notes = [f"{r['workload']} {r['impl']}: rounds {r['round_mismatch']} gave other results than "
+             f"round 0 (the steps are seeded: they should not)" for r in results
+             if r.get("round_mismatch")]
     by = {}
     first = {(r["workload"], r["impl"]): r["check"][0] for r in results if r.get("check")}
     for (wl, impl), loss in first.items():

@@ -424,3 +424,30 @@ def test_script_targets_pair_the_same_steps():
     short = stats.build_rows([res("compiled", compiled[:2]), res("inline", inline)], ["microgpt16"],
                              ["compiled", "inline"])
     assert stats.paired_ratio(short, "microgpt16", "step", "inline", "compiled") is None
+
+
+def test_script_rounds_merge_step_by_step():
+    """A script job run in rounds: step k's time is the median of the rounds' step k (wall and
+    CPU), unpaired metrics keep every sample, a failed round fails the job, and a round whose
+    seeded losses differ is reported."""
+    def res(samples, cpu, check=(1.0, 2.0), status="ok"):
+        return {"impl": "compiled", "workload": "microgpt16", "status": status, "check": list(check),
+                "metrics": [{"metric": "step", "unit": "s", "samples": samples, "cpu_samples": cpu,
+                             "error": None, "note": "", "ratios": True, "scaled": None,
+                             "paired": True},
+                            {"metric": "other", "unit": "s", "samples": samples[:1],
+                             "cpu_samples": None, "error": None, "note": "", "ratios": True,
+                             "scaled": None, "paired": False}]}
+    rounds = [res([1.0, 9.0], [1.0, 8.0]), res([3.0, 2.0], [2.0, 2.0]), res([2.0, 4.0], [7.0, 3.0])]
+    m = stats.merge_rounds(rounds)
+    assert m["rounds"] == 3 and m["check"] == [1.0, 2.0] and "round_mismatch" not in m
+    assert m["metrics"][0]["samples"] == [2.0, 4.0] and m["metrics"][0]["cpu_samples"] == [2.0, 3.0]
+    assert m["metrics"][1]["samples"] == [1.0, 3.0, 2.0] and m["metrics"][1]["cpu_samples"] is None
+    assert rounds[0]["metrics"][0]["samples"] == [1.0, 9.0]  # the rounds themselves are kept as run
+    assert stats.merge_rounds(rounds[:1]) is rounds[0]
+    failed = dict(res([1.0], [1.0]), status="error", reason="boom")
+    assert stats.merge_rounds([rounds[0], failed]) is failed
+    odd = stats.merge_rounds([rounds[0], res([1.0, 1.0], [1.0, 1.0], check=(1.0, 2.5))])
+    assert odd["round_mismatch"] == [1]
+    notes = stats.compare_checks([odd])
+    assert any("rounds [1]" in n for n in notes), notes
