@@ -310,7 +310,7 @@ def run_suite(args, log):
     t_start = time.perf_counter()
     for i, ((wl, impl), r, rounds) in enumerate(runs, 1):
         which = f" {r + 1}/{rounds}" if rounds > 1 else ""
-        print(f"[{i:2d}/{len(runs)}] {wl:<13} {impl + which:<13}", end="", file=sys.stderr, flush=True)
+        print(f"[{i:2d}/{len(runs)}] {wl:<13} {impl + which:<19}", end="", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         res = run_job(impl, wl, args.mode)
         dt = time.perf_counter() - t0
