@@ -8,6 +8,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "_floor.pyx"
 CACHE = HERE.parent / ".bench-build"
+CFLAGS = ["-O3", "-ffp-contract=off"]  # the engine's (setup.py): the same compiler work
 
 
 class FloorUnavailable(Exception):
@@ -15,8 +16,8 @@ class FloorUnavailable(Exception):
 
 
 def load():
-    """The compiled floor module, built on first use (a few seconds) and cached by source hash."""
-    tag = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    """The compiled floor module, built on first use (a few seconds), cached by source and flags."""
+    tag = hashlib.sha256(SOURCE.read_bytes() + " ".join(CFLAGS).encode()).hexdigest()[:12]
     out = CACHE / f"floor-{tag}"
     found = sorted(out.glob("_floor*.so")) + sorted(out.glob("_floor*.pyd"))
     if not found:
@@ -26,7 +27,7 @@ def load():
         except ImportError as exc:
             raise FloorUnavailable(f"the floor class needs Cython and setuptools ({exc})") from None
         out.mkdir(parents=True, exist_ok=True)
-        ext = Extension("_floor", [str(SOURCE)], extra_compile_args=["-O2"])
+        ext = Extension("_floor", [str(SOURCE)], extra_compile_args=CFLAGS)
         dist = Distribution({"ext_modules": cythonize([ext], quiet=True, build_dir=str(out / "c"))})
         cmd = dist.get_command_obj("build_ext")
         cmd.build_lib, cmd.build_temp = str(out), str(out / "tmp")

@@ -15,7 +15,8 @@ import traceback
 import types
 import warnings
 
-from _workloads import SCRIPT_WORKLOADS, SIZES, TAKES_VALUE, WORKLOADS, Unavailable, metric
+from _workloads import (SCRIPT_WORKLOADS, SIZES, TAKES_VALUE, WORKLOADS, Unavailable, metric,
+                        run_mlp_floor)
 
 
 def load_micrograd(impl):
@@ -97,6 +98,14 @@ def main(argv):
             if impl != "torch":
                 out["engine"] = load_micrograd(impl).engine
             res = run_import(impl, P)
+        elif impl == "floor" and workload == "mlp64_sample":
+            import _floor_build
+            try:
+                floor = _floor_build.load()
+            except _floor_build.FloorUnavailable as exc:
+                raise Unavailable(str(exc)) from None
+            out["engine"] = "C arithmetic, dense arrays"
+            res = run_mlp_floor(floor.MLPStep, P)
         elif impl in ("inline", "floor"):
             # no micrograd at all: the script's own Value class, or the compiled float-only one
             if workload not in SCRIPT_WORKLOADS:

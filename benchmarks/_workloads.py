@@ -325,6 +325,36 @@ def run_mlp(mg, P):
                                       "update": "hand loop" if mg.upstream else "optim.SGD"}}
 
 
+def run_mlp_floor(MLPStep, P):
+    """run_mlp's step as C arithmetic alone (the floor: _floor.MLPStep), from the same weights.
+
+    The weights are drawn as nn.MLP draws them (random.seed(1337); each neuron's nin draws of
+    random.uniform(-1, 1), its bias 0.0), so its losses are the engine's, bit for bit.
+    """
+    nin, nouts = P["mlp"]
+    rng = random.Random(42)
+    xrow = [rng.uniform(-1.0, 1.0) for _ in range(nin)]
+    target = [rng.uniform(-1.0, 1.0) for _ in range(nouts[-1])]
+    random.seed(1337)
+    sizes = [nin] + list(nouts)
+    weights = [[[random.uniform(-1, 1) for _ in range(sizes[k])] for _ in range(sizes[k + 1])]
+               for k in range(len(nouts))]
+    biases = [[0.0] * n for n in nouts]
+    floor = MLPStep(weights, biases, target, 1e-6)  # run_mlp's lr
+
+    def step():
+        return floor.step(xrow)
+
+    losses = [step()]  # warm-up
+    loop, cold = mlp_samples(step, P, losses)
+    return {"metrics": [metric("sample", "s", loop, note=MLP_FLOOR_NOTE),
+                        metric("sample after gc.collect()", "s", cold, note=MLP_COLD_NOTE)],
+            "check": losses, "info": {"params": sum(n * (m + 1) for m, n in zip(sizes, nouts)),
+                                      "update": "C loop"}}
+
+
+MLP_FLOOR_NOTE = ("the floor: the same step's arithmetic in plain C loops over dense arrays (no "
+                  "graph, no objects), compiled with the engine's flags; its losses are ours")
 MLP_LOOP_NOTE = "forward+backward+SGD step, steps back to back as a training loop runs them"
 MLP_COLD_NOTE = "each step right after a full gc.collect() (cold caches, no collection inside)"
 
@@ -653,3 +683,5 @@ TAKES_VALUE = {"more_ops", "graph200k", "deep_chain", "microgpt16", "microgpt32"
 # the scalar-script workloads: the only ones the script's own Value ("inline") and the float-only
 # floor class ("floor") run, and ones upstream 0.1.0 cannot (its Value has no exp or log)
 SCRIPT_WORKLOADS = {"microgpt16", "microgpt32"}
+# the workloads with a floor: the scripts' float-only class, and the MLP step's C arithmetic
+FLOOR_WORKLOADS = SCRIPT_WORKLOADS | {"mlp64_sample"}

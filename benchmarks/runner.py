@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from benchmarks import report
-from benchmarks._workloads import SCRIPT_WORKLOADS, SIZES
+from benchmarks._workloads import FLOOR_WORKLOADS, SCRIPT_WORKLOADS, SIZES
 from benchmarks.stats import build_rows, compare_checks, merge_rounds
 from benchmarks.targets import evaluate_targets
 
@@ -25,7 +25,8 @@ UPSTREAM_VERSION = "0.1.0"
 UPSTREAM_DIR = ROOT / ".upstream" / f"micrograd-{UPSTREAM_VERSION}"
 
 # inline and floor are the scalar-script workloads' own baselines: the script run with the Value
-# class it carries, and with a compiled class that records nothing (no engine can be faster)
+# class it carries, and with a compiled class that records nothing (no engine can be faster);
+# floor is also the MLP(64) step's limit: its arithmetic alone, C loops over dense arrays
 # functional and functional-adam are the same script with the README's recipe applied, on the
 # compiled engine: (b) micrograd.functional for its list ops, (c) and micrograd.optim.Adam too
 IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor", "functional", "functional-adam"]
@@ -284,7 +285,8 @@ def run_suite(args, log):
     workloads = [w for w in WORKLOADS if not args.only or w in args.only]
     jobs = [(wl, impl) for wl in workloads for impl in impls
             if not (impl == "torch" and (wl in TORCH_SKIPS[args.mode] or wl in SCRIPT_WORKLOADS))
-            and not (impl in SCRIPT_IMPLS and wl not in SCRIPT_WORKLOADS)
+            and not (impl in SCRIPT_IMPLS and wl not in SCRIPT_WORKLOADS
+                     and not (impl == "floor" and wl in FLOOR_WORKLOADS))
             and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)]
     machine = machine_info()
     # a script workload's jobs run in rounds, one job of each implementation per round, so that

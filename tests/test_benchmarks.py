@@ -182,6 +182,39 @@ def test_scalar_script_baselines_run_and_agree(tmp_path):
                for t in doc["targets"])
 
 
+def test_the_mlp_step_floor_runs_and_gives_our_losses(tmp_path):
+    """mlp64_sample's C-arithmetic floor next to our engine: the same losses, bit for bit."""
+    impls = ["pure"] if NO_EXTENSIONS else ["compiled"]
+    r = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--smoke", "--only", "mlp64_sample",
+         "--impl", ",".join(impls + ["floor"]), "--json", str(tmp_path / "mlp.json")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    doc = json.loads((tmp_path / "mlp.json").read_text())
+    ran = {res["impl"]: res for res in doc["results"]}
+    assert set(ran) == set(impls) | {"floor"}
+    if ran["floor"]["status"] != "ok":  # compiled on first use: without Cython it says so
+        assert "Cython" in ran["floor"]["reason"], ran["floor"]
+        return
+    floor, ours = ran["floor"]["check"], ran[impls[0]]["check"]
+    n = min(len(floor), len(ours))
+    assert n >= 3 and floor[:n] == ours[:n]
+    assert doc["mismatches"] == []
+    quoted = [t for t in doc["targets"] if "distance to the C arithmetic" in t["target"]]
+    assert len(quoted) == 2 and all(t["status"] == ("n/a" if NO_EXTENSIONS else "quoted")
+                                    for t in quoted), quoted
+
+
+def test_the_floor_check_catches_other_losses():
+    from benchmarks.stats import compare_checks
+
+    res = [{"workload": "mlp64_sample", "impl": "compiled", "check": [3.0, 2.0, 1.0]},
+           {"workload": "mlp64_sample", "impl": "floor", "check": [3.0, 2.0, 1.5]}]
+    assert any("C floor" in m for m in compare_checks(res))
+    res[1]["check"] = [3.0, 2.0]
+    assert not any("C floor" in m for m in compare_checks(res))
+
+
 def test_microgpt_script_matches_its_own_value_class():
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import microgpt
