@@ -25,6 +25,13 @@
 #define MG_PREFETCH_R(p) ((void)0)
 #endif
 #define MG_DOT_AHEAD 8
+#if defined(__clang__)  /* a short loop over a row's weights: its counting costs as much as it */
+#define MG_UNROLL4 _Pragma("unroll 4")
+#elif defined(__GNUC__)
+#define MG_UNROLL4 _Pragma("GCC unroll 4")
+#else
+#define MG_UNROLL4
+#endif
 
 #if defined(__linux__) || defined(__APPLE__)
 #include <sys/mman.h>

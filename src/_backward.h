@@ -83,16 +83,38 @@ static void mg_mark_dot(MgScan *s, NodeC *n, Py_ssize_t *pending) {
     }
 }
 
-/* DOT's rule: b_j gets g, each w_i x_i's pair gets the other's data times g */
+/* row j of r has its weights in consecutive nodes (MgRows.contig) */
+MG_ALWAYS_INLINE int mg_row_contig(const MgRows *r, NodeC *const *row) {
+    if (r->contig == r->nout) return 1;
+    return MG_ROWS_CONTIG(r)[(size_t)(row - r->nodes) / ((size_t)r->nin + 1)];
+}
+
+/* DOT's rule: b_j gets g, each w_i x_i's pair gets the other's data times g (the data are
+ * read before the grads are written: the same bits when a weight is also an input) */
 MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pending) {
     NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x, *a, *b;
     uint32_t i, m = MG_CALL(n)->nin;
+    double ad, bd;
     row[0]->grad += g;
-    for (i = 0; i < m; i++) {
-        a = row[1 + i];
-        b = xs[i];
-        a->grad += b->data * g;
-        b->grad += a->data * g;
+    if (m != 0 && mg_row_contig(MG_CALL(n)->rows, row)) {  /* no pointer loaded per weight */
+        NodeC *w = row[1];
+        MG_UNROLL4
+        for (i = 0; i < m; i++) {
+            b = xs[i];
+            ad = w[i].data;
+            bd = b->data;
+            w[i].grad += bd * g;
+            b->grad += ad * g;
+        }
+    } else {
+        for (i = 0; i < m; i++) {
+            a = row[1 + i];
+            b = xs[i];
+            ad = a->data;
+            bd = b->data;
+            a->grad += bd * g;
+            b->grad += ad * g;
+        }
     }
     if (s)
         mg_mark_dot(s, n, pending);

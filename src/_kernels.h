@@ -80,13 +80,6 @@ static void mg_rows_dot_contig(NodeC *const *rows, uint32_t nin, NodeC *const *x
 
 /* The optimizers' parameters as runs of consecutive nodes (a layer's weights are one run a
  * row): run k is `len[k]` nodes from `start[k]`; the parameters in order, run after run. */
-#if defined(__clang__)
-#define MG_UNROLL4 _Pragma("unroll 4")
-#elif defined(__GNUC__)
-#define MG_UNROLL4 _Pragma("GCC unroll 4")
-#else
-#define MG_UNROLL4
-#endif
 
 typedef struct {
     NodeC *start;

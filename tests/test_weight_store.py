@@ -207,6 +207,22 @@ def test_rows_kernel_matches_pointer_path(engines):
     assert results[0] == results[1]
 
 
+def test_a_layer_fed_its_own_weights(engines):
+    # a weight that is also an input of its own row: its grad gets both terms, in the pure
+    # engine's order, on the consecutive-nodes path as on the pointer path
+    results = []
+    for E in engines:
+        rng = random.Random(11)
+        ws = [[E.Value(rng.uniform(-1, 1)) for _ in range(6)] for _ in range(5)]
+        bs = [E.Value(rng.uniform(-1, 1)) for _ in ws]
+        xs = [ws[0][0], ws[1][3], E.Value(0.5), ws[0][5], ws[4][2], E.Value(-0.75)]
+        out = E._layer_rows(E._rows(ws, bs), xs, "tanh")
+        E._dot(E.Value(0.0), out, out).backward()
+        results.append([w.grad for row in ws for w in row] + [b.grad for b in bs]
+                       + [x.grad for x in xs] + [o.data for o in out])
+    assert results[0] == results[1]
+
+
 SCRIPT = textwrap.dedent("""
     import json, pickle, random, sys
     from micrograd import IMPLEMENTATION, MLP, Value, losses, optim
