@@ -49,7 +49,8 @@ from _arena cimport (
 from _backward cimport MgScan, mg_local, mg_scan, mg_fused_apply
 from _kernels cimport mg_rows_dot, mg_rows_dot_contig, MgRun, mg_runs_zero_grad, mg_runs_sgd
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
-    mg_install_setattro, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy, mg_hide_vtable)
+    mg_install_setattro, mg_install_vectorcall, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy,
+    mg_hide_vtable)
 
 import gc as _gc
 import numbers as _numbers
@@ -85,6 +86,7 @@ del _probe
 mg_install_traverse(<PyTypeObject*>Value, _traverse_pins)
 mg_install_dealloc(<PyTypeObject*>Value, _release_handle, _is_light)
 mg_install_setattro(<PyTypeObject*>Value, _attrs_set)
+mg_install_vectorcall(<PyTypeObject*>Value, _leaf)
 mg_hide_vtable(<PyTypeObject*>Value)
 _gc.callbacks.append(_after_gc)
 

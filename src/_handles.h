@@ -131,6 +131,35 @@ static void mg_install_setattro(PyTypeObject *t, void (*attrs_set)(PyObject *)) 
     t->tp_setattro = mg_setattro;
 }
 
+/* Value(x) for one float or int and nothing more, the form input rows are made in: the leaf
+ * and its handle made directly, as an op makes its result's, with no argument parsing. Any
+ * other call (a subclass, more arguments, keywords, another type of data) is Cython's. */
+static vectorcallfunc mg_orig_vectorcall = NULL;
+static PyObject *(*mg_leaf)(double) = NULL;
+
+static PyObject *mg_vectorcall(PyObject *type, PyObject *const *args, size_t nargsf,
+                               PyObject *kwnames) {
+    if (type == (PyObject *)mg_value_type && PyVectorcall_NARGS(nargsf) == 1 && kwnames == NULL) {
+        PyObject *x = args[0];
+        if (PyFloat_CheckExact(x)) return mg_leaf(PyFloat_AS_DOUBLE(x));
+        if (PyLong_CheckExact(x)) {
+            double d = PyLong_AsDouble(x);
+            if (!(d == -1.0 && PyErr_Occurred())) return mg_leaf(d);
+            PyErr_Clear();  /* too large: Cython's path raises the error Value() gives */
+        }
+    }
+    return mg_orig_vectorcall(type, args, nargsf, kwnames);
+}
+
+/* (after mg_install_dealloc, which names the type) */
+static void mg_install_vectorcall(PyTypeObject *t, PyObject *(*leaf)(double)) {
+    if (t->tp_vectorcall == NULL || t->tp_vectorcall == mg_vectorcall || t != mg_value_type)
+        return;  /* no vectorcall of Cython's to fall back on: calls keep the generic path */
+    mg_orig_vectorcall = t->tp_vectorcall;
+    mg_leaf = leaf;
+    t->tp_vectorcall = mg_vectorcall;
+}
+
 /* Cython keeps a class's C method table in its dict as __pyx_vtable__, read only while cdef
    classes are made at import (and by other modules that cimport them: none cimports Value).
    Once the module is set up it is noise in help() and dir(), so it goes. */

@@ -11,6 +11,7 @@ cdef extern from "_handles.h":
                             int (*light)(PyObject*) noexcept)
     int mg_install_dict(PyTypeObject* t, Py_ssize_t offset) except -1
     void mg_install_setattro(PyTypeObject* t, void (*attrs_set)(PyObject*) noexcept)
+    void mg_install_vectorcall(PyTypeObject* t, object (*leaf)(double))
     int mg_hide_vtable(PyTypeObject* t) except -1
     int mg_has_attrs(PyObject* o)               # the instance dict holds an attribute
     int mg_no_dict(PyObject* o)                 # no instance dict was made

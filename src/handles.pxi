@@ -75,6 +75,12 @@ cdef Value _wrap(ArenaC* A, NodeC* n):
     return v
 
 
+cdef object _leaf(double d):
+    """Value(d) for a number d (the fast call of _handles.h): a leaf and its handle, as
+    __init__ makes them (no label, no children, untracked by the GC)."""
+    return _wrap(ARENA, node_new(ARENA, OP_LEAF, d))
+
+
 cdef inline NodeC* _node(Value v) except NULL:
     if v.c == NULL:
         raise ValueError("this Value was never initialised (Value.__new__ without __init__)")
