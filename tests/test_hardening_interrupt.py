@@ -162,7 +162,8 @@ def test_ctrl_c_during_backward_of_a_long_scalar_graph():
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="POSIX signals, one monotonic clock")
 def test_ctrl_c_during_backward_of_wide_fused_layers():
-    # 50 layers of 1000 neurons with 1000 inputs: only 5e4 nodes, but 5e7 child links (~0.4 GB):
-    # the check for signals must count work, not nodes
-    # (backward ~0.11 s in the normal build, ~0.25 s in the sanitized one)
-    _check(_run("wide", 1000, 50))
+    # layers of 1000 neurons with 1000 inputs: only 1e3 nodes a layer, but 1e6 child links
+    # (8 MB): the check for signals must count work, not nodes. 120 layers (~1 GB): backward
+    # ~0.09 s in the normal build on a fast machine (2026-12-04); the sanitized build is slower
+    # per link, 50 layers there take ~0.25 s
+    _check(_run("wide", 1000, 50 if os.environ.get("MICROGRAD_SANITIZED") else 120))
