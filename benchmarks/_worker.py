@@ -152,6 +152,10 @@ def main(argv):
                     need(mg, "optim")
                 if workload == "digits_epoch" and not mg.upstream:
                     need(mg, "losses", "optim")
+                if workload == "functional_ops":
+                    if mg.upstream:
+                        raise Unavailable("upstream micrograd 0.1.0 has no micrograd.functional")
+                    need(mg, "functional")
                 res = WORKLOADS[workload](mg, P)
         out.update(res)
     except Unavailable as exc:

@@ -42,21 +42,21 @@ SIZES = {
                   mem_trace_chains=20, mem_depth=100, import_reps=1, gpt_steps=2, gpt_rounds=1, gpt_small=(8, 1),
                   gpt_large=(8, 2),
                   digits_n=100, digits_hidden=[8], digits_epochs=2, digits_batch=32,
-                  digits_scaled={}),
+                  digits_scaled={}, fops=(5, 2)),
     "quick": dict(budget=2.0, more_ops_batch=200, more_ops_reps=(5, 30), chains=2000, depth=100,
                   graph_reps=(2, 5), deep=10**6, deep_reps=(1, 3), moons_n=100,
                   moons_hidden=[16, 16], moons_reps=(3, 30), mlp=(64, [64, 64, 10]),
                   mlp_reps=(3, 50), mlp_cold_reps=(3, 30), mem_chains=100, mem_trace_chains=25, mem_depth=1000,
                   import_reps=3, gpt_steps=8, gpt_rounds=3, gpt_small=(16, 1), gpt_large=(32, 2),
                   digits_n=None, digits_hidden=[64, 64], digits_epochs=20, digits_batch=32,
-                  digits_scaled={"pure": 4, "upstream": 2}),
+                  digits_scaled={"pure": 4, "upstream": 2}, fops=(2000, 7)),
     "full": dict(budget=15.0, more_ops_batch=500, more_ops_reps=(15, 100), chains=2000, depth=100,
                  graph_reps=(5, 15), deep=10**6, deep_reps=(3, 7), moons_n=100,
                  moons_hidden=[16, 16], moons_reps=(10, 100), mlp=(64, [64, 64, 10]),
                  mlp_reps=(10, 200), mlp_cold_reps=(10, 100), mem_chains=1000, mem_trace_chains=200, mem_depth=1000,
                  import_reps=10, gpt_steps=20, gpt_rounds=3, gpt_small=(16, 1), gpt_large=(32, 2),
                  digits_n=None, digits_hidden=[64, 64], digits_epochs=20, digits_batch=32,
-                 digits_scaled={"pure": 10, "upstream": 4}),
+                 digits_scaled={"pure": 10, "upstream": 4}, fops=(5000, 9)),
 }
 # (min, max) repetitions: more than min only while the job has spent less than `budget`
 # seconds, so fast implementations get many samples and slow ones at least min.
@@ -644,6 +644,34 @@ def run_memory(mg, P):
     return {"metrics": metrics, "check": None, "info": info}
 
 
+# ---------------------------------------------------------------- micrograd.functional per element
+
+FOPS_NOTE = ("forward + backward of one call on fresh inputs, then backward() of F.sum of the "
+             "results; per element (a layer's: per weight)")
+FOPS_OWN_NOTE = ("less the harness: F.sum of the inputs themselves, its backward and release, on "
+                 "a list as long (one sum node per element)")
+
+
+def run_functional_ops(mg, P):
+    """benchmarks/functional_ops.py's cases: ns per element of each F op, and nn.Layer's per weight.
+
+    The pure engine runs a tenth of the calls (its figures are in no target).
+    """
+    import functional_ops
+    calls, runs = P["fops"]
+    if mg.engine == "python":
+        calls = max(1, calls // 10)
+    metrics = []
+    for name, (total, own) in functional_ops.measure(calls, runs).items():
+        name = name.replace("nn.Layer", "layer").replace(" (per weight)", " per weight")
+        if own is None:
+            metrics.append(metric(name, "ns/element", total, note=FOPS_NOTE))
+        else:
+            metrics.append(metric(name, "ns/element", total, note=FOPS_NOTE))
+            metrics.append(metric(name + " own", "ns/element", own, note=FOPS_OWN_NOTE))
+    return {"metrics": metrics, "check": None, "info": {"calls": calls, "runs": runs}}
+
+
 # ---------------------------------------------------------------- microgpt-style tiny GPT
 
 def run_microgpt(Value, P, size, variant="a"):
@@ -674,6 +702,7 @@ WORKLOADS = {
     "moons_step": run_moons,
     "mlp64_sample": run_mlp,
     "digits_epoch": run_digits,
+    "functional_ops": run_functional_ops,
     "memory": run_memory,
     "microgpt16": lambda Value, P, variant="a": run_microgpt(Value, P, "gpt_small", variant),
     "microgpt32": lambda Value, P, variant="a": run_microgpt(Value, P, "gpt_large", variant),

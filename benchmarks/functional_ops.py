@@ -16,6 +16,7 @@ from micrograd import Value, nn
 
 
 def per_element(make, n_elements, calls=2000, runs=7):
+    """ns per element of each run (calls calls each): the caller takes the median."""
     out = []
     for _ in range(runs):
         t = 0.0
@@ -25,7 +26,7 @@ def per_element(make, n_elements, calls=2000, runs=7):
             fn()
             t += time.perf_counter_ns() - t0
         out.append(t / calls / n_elements)
-    return statistics.median(out)
+    return out
 
 
 def case_linear(nout, nin):
@@ -68,13 +69,25 @@ CASES = {
 HARNESS = {"softmax 27": 27, "log_softmax 27": 27, "rmsnorm 16": 16, "relu 64": 64}
 
 
-def main():
+def measure(calls=2000, runs=7):
+    """{case: (per-run ns per element, per-run "own" ns or None)}: own is the figure less the
+    harness alone (F.sum of the inputs, its backward and release), run k less run k."""
+    out = {}
     for name, (make, n) in CASES.items():
-        total = per_element(make, n)
-        line = f"{name:30s} {total:8.1f} ns per element, forward + backward"
+        total = per_element(make, n, calls, runs)
+        own = None
         if name in HARNESS:
             bare, m = case_list(lambda x: x, HARNESS[name])
-            line += f" ({total - per_element(bare, m):.1f} own, less the harness)"
+            own = [t - b for t, b in zip(total, per_element(bare, m, calls, runs))]
+        out[name] = (total, own)
+    return out
+
+
+def main():
+    for name, (total, own) in measure().items():
+        line = f"{name:30s} {statistics.median(total):8.1f} ns per element, forward + backward"
+        if own is not None:
+            line += f" ({statistics.median(own):.1f} own, less the harness)"
         print(line)
 
 

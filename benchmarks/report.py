@@ -19,7 +19,7 @@ def fmt_value(x, unit):
             if abs(x) >= scale or name == "ns":
                 v = x / scale
                 return f"{v:.3g} {name}" if v < 100 else f"{v:.0f} {name}"
-    if unit == "ns/node":
+    if unit in ("ns/node", "ns/element"):
         return f"{x:.3g} ns" if x < 100 else f"{x:.0f} ns"
     if unit == "B/node":
         return f"{x:.0f} B" if abs(x) >= 100 else f"{x:.1f} B"
@@ -52,6 +52,8 @@ def row_cells(row, torch=False):
     what = f"{row['workload']} {row['metric']}"
     if unit in ("ns/node", "B/node"):
         what += " (/node)"
+    elif unit == "ns/element":
+        what += " (/element)"
     if st is None:
         return [what, row["impl"], row["status"] or "—", "", "", ""] + ([""] if torch else [])
     rng = f"{fmt_value(st['min'], unit)} – {fmt_value(st['max'], unit)}" if st["n"] > 1 else "(1 run)"

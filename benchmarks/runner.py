@@ -32,7 +32,9 @@ UPSTREAM_DIR = ROOT / ".upstream" / f"micrograd-{UPSTREAM_VERSION}"
 IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor", "functional", "functional-adam"]
 SCRIPT_IMPLS = ("inline", "floor", "functional", "functional-adam")
 WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "digits_epoch",
-             "memory", "import", "microgpt16", "microgpt32"]
+             "memory", "import", "microgpt16", "microgpt32", "functional_ops"]
+# ours alone: upstream and PyTorch have no micrograd.functional
+OURS_ONLY = {"functional_ops"}
 DESCRIPTIONS = {
     "more_ops": "upstream's test_more_ops graph, built + backpropagated",
     "graph200k": "2000 chains x 100 binary ops + a sum tree (~202k op nodes, longest path 111)",
@@ -45,6 +47,8 @@ DESCRIPTIONS = {
     "import": "`import micrograd` in a fresh interpreter",
     "microgpt16": "benchmarks/microgpt.py, a scalar-Value char GPT (n_embd 16, 1 layer, 4 heads): one training step",
     "microgpt32": "benchmarks/microgpt.py at n_embd 32, 2 layers, 4 heads: one training step",
+    "functional_ops": "benchmarks/functional_ops.py: each micrograd.functional op per element "
+                      "(forward + backward), nn.Layer per weight",
 }
 # Workloads PyTorch does not run, per mode: memory is not measured; one scalar tensor per node
 # makes its 10^6-deep chain take about a minute, too long for --quick.
@@ -287,7 +291,8 @@ def run_suite(args, log):
             if not (impl == "torch" and (wl in TORCH_SKIPS[args.mode] or wl in SCRIPT_WORKLOADS))
             and not (impl in SCRIPT_IMPLS and wl not in SCRIPT_WORKLOADS
                      and not (impl == "floor" and wl in FLOOR_WORKLOADS))
-            and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)]
+            and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)
+            and not (impl in ("upstream", "torch") and wl in OURS_ONLY)]
     machine = machine_info()
     # a script workload's jobs run in rounds, one job of each implementation per round, so that
     # a slow spell of the machine falls on every implementation alike (stats.merge_rounds); the

@@ -10,6 +10,8 @@ from benchmarks.stats import find_row, median, paired_ratio
 #   "time ratio": the compiled median is at most `limit` times `versus`'s
 #   "runs":       the compiled engine has a figure at all (no error); left out when not run
 #   "distance":   no limit: how many times `versus`'s time the compiled one is, quoted (the floor)
+#   "per":        the compiled median of `metric` is at most `limit` times its median of
+#                 `per_metric` (same workload, same implementation)
 TARGETS = [
     {"target": "forward ≤ 80 ns per op node (graph200k, compiled)", "kind": "at most", "limit": 80,
      "workload": "graph200k", "metric": "forward"},
@@ -50,6 +52,18 @@ TARGETS = [
     {"target": "MLP(64,[64,64,10]) sample after gc.collect(): distance to the C arithmetic (floor)",
      "kind": "distance", "versus": "floor", "workload": "mlp64_sample",
      "metric": "sample after gc.collect()"},
+    {"target": "F.linear 16x16 per element ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
+     "workload": "functional_ops", "metric": "linear 16x16", "per_metric": "layer 16x16 per weight"},
+    {"target": "F.linear 64x16 per element ≤ 2× nn.Layer 64x16 per weight", "kind": "per", "limit": 2,
+     "workload": "functional_ops", "metric": "linear 64x16", "per_metric": "layer 64x16 per weight"},
+    {"target": "F.softmax 27 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
+     "workload": "functional_ops", "metric": "softmax 27 own", "per_metric": "layer 16x16 per weight"},
+    {"target": "F.log_softmax 27 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
+     "workload": "functional_ops", "metric": "log_softmax 27 own", "per_metric": "layer 16x16 per weight"},
+    {"target": "F.rmsnorm 16 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
+     "workload": "functional_ops", "metric": "rmsnorm 16 own", "per_metric": "layer 16x16 per weight"},
+    {"target": "F.relu 64 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
+     "workload": "functional_ops", "metric": "relu 64 own", "per_metric": "layer 16x16 per weight"},
     {"target": "microgpt16 step: distance to the float-only floor", "kind": "distance",
      "versus": "floor", "workload": "microgpt16", "metric": "step"},
     {"target": "microgpt32 step: distance to the float-only floor", "kind": "distance",
@@ -81,6 +95,14 @@ def evaluate(target, rows):
         ok = row["stats"] is not None
         return {"target": name, "status": "met" if ok else "NOT met",
                 "measured": fmt_value(row["stats"]["median"], "s") if ok else (row["error"] or "failed")}
+    if kind == "per":
+        theirs = median(rows, target["workload"], target["per_metric"], impl)
+        if ours is None or theirs is None:
+            return {"target": name, "status": "n/a", "measured": "not measured"}
+        r = ours / theirs
+        return {"target": name, "status": "met" if r <= limit else "NOT met",
+                "measured": f"{r:.2f}× ({fmt_value(ours, 'ns/element')} against "
+                            f"{fmt_value(theirs, 'ns/element')})", "value": r}
     if kind in ("at most", "at least"):
         if ours is None:
             return {"target": name, "status": "n/a", "measured": "not measured"}
