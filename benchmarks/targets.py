@@ -52,18 +52,6 @@ TARGETS = [
     {"target": "MLP(64,[64,64,10]) sample after gc.collect(): distance to the C arithmetic (floor)",
      "kind": "distance", "versus": "floor", "workload": "mlp64_sample",
      "metric": "sample after gc.collect()"},
-    {"target": "F.linear 16x16 per element ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
-     "workload": "functional_ops", "metric": "linear 16x16", "per_metric": "layer 16x16 per weight"},
-    {"target": "F.linear 64x16 per element ≤ 2× nn.Layer 64x16 per weight", "kind": "per", "limit": 2,
-     "workload": "functional_ops", "metric": "linear 64x16", "per_metric": "layer 64x16 per weight"},
-    {"target": "F.softmax 27 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
-     "workload": "functional_ops", "metric": "softmax 27 own", "per_metric": "layer 16x16 per weight"},
-    {"target": "F.log_softmax 27 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
-     "workload": "functional_ops", "metric": "log_softmax 27 own", "per_metric": "layer 16x16 per weight"},
-    {"target": "F.rmsnorm 16 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
-     "workload": "functional_ops", "metric": "rmsnorm 16 own", "per_metric": "layer 16x16 per weight"},
-    {"target": "F.relu 64 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight", "kind": "per", "limit": 2,
-     "workload": "functional_ops", "metric": "relu 64 own", "per_metric": "layer 16x16 per weight"},
     {"target": "microgpt16 step: distance to the float-only floor", "kind": "distance",
      "versus": "floor", "workload": "microgpt16", "metric": "step"},
     {"target": "microgpt32 step: distance to the float-only floor", "kind": "distance",
@@ -75,6 +63,16 @@ TARGETS = [
      "kind": "distance", "versus": "floor", "impl": "functional-adam", "workload": "microgpt32",
      "metric": "step"},
 ]
+
+# micrograd.functional per element, at most twice nn.Layer's cost per weight: linear against the
+# layer of its shape, the list ops (less the harness that sums their results) against 16x16's
+TARGETS += [
+    {"target": f"F.{op} per element{' (less the harness)' if own else ''} ≤ 2× nn.Layer {shape} "
+               "per weight", "kind": "per", "limit": 2, "workload": "functional_ops",
+     "metric": op + (" own" if own else ""), "per_metric": f"layer {shape} per weight"}
+    for op, shape, own in (("linear 16x16", "16x16", False), ("linear 64x16", "64x16", False),
+                           ("softmax 27", "16x16", True), ("log_softmax 27", "16x16", True),
+                           ("rmsnorm 16", "16x16", True), ("relu 64", "16x16", True))]
 
 # how the "n/a" lines name an implementation without a figure
 NAMES = {"compiled": "compiled", "upstream": "upstream", "torch": "PyTorch",
