@@ -70,15 +70,16 @@ HARNESS = {"softmax 27": 27, "log_softmax 27": 27, "rmsnorm 16": 16, "relu 64": 
 
 
 def measure(calls=2000, runs=7):
-    """{case: (per-run ns per element, per-run "own" ns or None)}: own is the figure less the
-    harness alone (F.sum of the inputs, its backward and release), run k less run k."""
+    """{case: (per-run ns per element, per-run "own" ns or None)}: own is each run's figure less
+    the median of the harness alone (F.sum of the inputs, its backward and release)."""
     out = {}
     for name, (make, n) in CASES.items():
         total = per_element(make, n, calls, runs)
         own = None
         if name in HARNESS:
             bare, m = case_list(lambda x: x, HARNESS[name])
-            own = [t - b for t, b in zip(total, per_element(bare, m, calls, runs))]
+            harness = statistics.median(per_element(bare, m, calls, runs))
+            own = [t - harness for t in total]
         out[name] = (total, own)
     return out
 
