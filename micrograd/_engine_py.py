@@ -557,6 +557,17 @@ def _layer_rows(rows: tuple[Any, ...], x: Sequence[Any], act: str) -> list[Value
     return _layer(rows[0], rows[1], x, act)
 
 
+def _mlp_rows(rows: tuple[Any, ...], acts: tuple[str, ...], x: Sequence[Any]) -> list[Value]:
+    """A stack of layers in one call, as MLP.__call__ makes it: each layer's outputs the next's
+    inputs (the compiled engine links the hidden nodes without handles; here they are Values)."""
+    if not rows or len(acts) != len(rows):
+        raise ValueError(f"got {len(rows)} layers of rows but {len(acts)} activations")
+    out: Sequence[Any] = x
+    for (ws, bs), act in zip(rows, acts):
+        out = _layer(ws, bs, out, act)
+    return list(out)
+
+
 def _params_check(params: Sequence[Value]) -> None:
     for p in params:
         if not isinstance(p, Value):

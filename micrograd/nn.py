@@ -382,8 +382,37 @@ class MLP(Module):
 
         A type checker sees `Value | list[Value]`, as for Layer.
         """
+        # the hot path: plain layers, each one kernel call with no dropout drawn, run as one
+        # call whose hidden outputs are the same nodes with no Value made for them; anything
+        # else (a subclass, mixed activations, dropout in training, a size mismatch) goes
+        # layer by layer, as upstream's loop
+        layers = self.layers
+        rows: List[Any] = []
+        acts: List[str] = []
+        nin: Optional[int] = None
+        first: Optional[_Plan] = None
+        for layer in layers:
+            if type(layer) is not Layer:
+                break
+            plan = layer._cache_plan
+            if plan is None or plan.generation != _generation[0] or plan.neurons != layer.neurons:
+                plan = layer._plan()
+            if plan.rows is None or plan.act is None or plan.drops or (
+                    nin is not None and plan.nin != nin):
+                break
+            rows.append(plan.rows)
+            acts.append(plan.act)
+            nin = len(plan.bs)
+            first = first or plan
+        else:
+            if first is not None:
+                if type(x) is not list:
+                    x = _as_inputs(x)
+                if len(x) == first.nin or first.nin is None:
+                    res = _impl._mlp_rows(tuple(rows), tuple(acts), x)
+                    return res[0] if len(res) == 1 else res
         out: Union[Value, List[Value]] = x
-        for layer in self.layers:
+        for layer in layers:
             out = layer(out)
         return out
 

@@ -227,15 +227,22 @@ cdef inline bint _rows_contig4(MgRows* r, Py_ssize_t j) noexcept:
     return True
 
 
-cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, object bs):
+cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, object bs,
+                      NodeC** xin=NULL, Py_ssize_t xn=0, NodeC*** outp=NULL,
+                      Py_ssize_t* noutp=NULL):
     """A layer call over packed rows (rows) or over ws and bs packed for this call only.
     Python code can run here in two places (see the discipline in _arena.h): an input's
     __float__ while the inputs are converted, and anything _wrap's allocation triggers (a
     collection, its callbacks) while the outputs are made. So every input is converted first,
     the rows are checked (and packed again if a weight changed, even from that __float__) or
     packed only after, and the packing used is held by this call: a nested call that packs the
-    rows again frees only its own reference."""
-    cdef Py_ssize_t nin = len(x), nout, j, i
+    rows again frees only its own reference.
+
+    _mlp_rows chains layers through the last four arguments: with xin, the inputs are the xn
+    nodes there (held by the caller) and x is unused; with outp, the outputs are not wrapped
+    but held, in an array handed to the caller at *outp as soon as it is made, *noutp of them
+    filled so far (what the caller releases, whether this returns or raises)."""
+    cdef Py_ssize_t nin = xn if xin != NULL else len(x), nout, j, i
     cdef MgRows* r = NULL
     cdef MgCall* call = NULL
     cdef NodeC** row
@@ -252,11 +259,14 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
         if xd == NULL:
             raise MemoryError()
         try:
-            for i in range(nin):  # numbers first (their __float__ may change a Value input) ...
-                xi = x[i]
+            for i in range(nin if xin == NULL else 0):  # numbers first (their __float__ may
+                xi = x[i]                               # change a Value input) ...
                 if not isinstance(xi, Value) and not _real(xi, &xd[i]):
                     raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             for i in range(nin):  # ... then the Values' data, as the graph path reads them
+                if xin != NULL:
+                    xd[i] = xin[i].data
+                    continue
                 xi = x[i]
                 if isinstance(xi, Value):
                     xd[i] = _node(<Value>xi).data
@@ -267,6 +277,8 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
             else:
                 r = _rows_direct(A, ws, bs, nin, &plain)
             nout = r.nout
+            if outp != NULL:
+                _layer_outs(outp, noutp, nout)
             for j in range(nout):
                 row = &r.nodes[j * (nin + 1)]
                 acc = row[0].data
@@ -274,7 +286,11 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
                     acc = acc + row[1 + i].data * xd[i]
                 if code != OP_LEAF:
                     mg_forward1(code, acc, &acc)
-                out.append(_wrap(A, node_new(A, OP_LEAF, acc)))
+                if outp != NULL:
+                    outp[0][j] = _hold(node_new(A, OP_LEAF, acc))
+                    noutp[0] = j + 1
+                else:
+                    out.append(_wrap(A, node_new(A, OP_LEAF, acc)))
         finally:
             PyMem_Free(xd)
             if r != NULL:
@@ -289,13 +305,16 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
     call.nin = 0
     try:
         for i in range(nin):
-            xi = x[i]
-            if isinstance(xi, Value):
-                xi_node = _node(<Value>xi)
-            elif _real(xi, &d):
-                xi_node = node_new(A, OP_LEAF, d)
+            if xin != NULL:
+                xi_node = xin[i]
             else:
-                raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
+                xi = x[i]
+                if isinstance(xi, Value):
+                    xi_node = _node(<Value>xi)
+                elif _real(xi, &d):
+                    xi_node = node_new(A, OP_LEAF, d)
+                else:
+                    raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             node_link(xi_node)
             call.x[i] = xi_node
             call.nin += 1
@@ -310,6 +329,8 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
             leafgen = A.leafgen
         call.rows = r  # (the call's reference to r from here)
         nout = r.nout
+        if outp != NULL:
+            _layer_outs(outp, noutp, nout)
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
                 if r.contig == nout or _rows_contig4(r, j):
@@ -331,10 +352,69 @@ cdef list _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, ob
                 n.v.leafgen = leafgen
             if code != OP_LEAF:
                 n = _act_node(A, code, n)
-            out.append(_wrap(A, n))
+            if outp != NULL:
+                outp[0][j] = _hold(n)
+                noutp[0] = j + 1
+            else:
+                out.append(_wrap(A, n))
     finally:
         call_decref(A, call)
-    return out
+    return out if outp == NULL else None
+
+
+cdef int _layer_outs(NodeC*** outp, Py_ssize_t* noutp, Py_ssize_t nout) except -1:
+    """The array of a chained layer's outputs, handed to the caller before any is made."""
+    outp[0] = <NodeC**>PyMem_Malloc((nout if nout else 1) * sizeof(NodeC*))
+    if outp[0] == NULL:
+        raise MemoryError()
+    noutp[0] = 0
+    return 0
+
+
+cdef void _release_nodes(ArenaC* A, NodeC** nodes, Py_ssize_t n) noexcept:
+    """Let go of the n nodes held in the array and free it (NULL: nothing)."""
+    cdef Py_ssize_t i
+    if nodes == NULL:
+        return
+    for i in range(n):
+        node_decref(A, nodes[i])
+    PyMem_Free(nodes)
+
+
+def _mlp_rows(tuple rows not None, tuple acts not None, x):
+    """A stack of layers in one call, as MLP.__call__ makes it: layer k over rows[k] (made by
+    _rows) with activation acts[k], each layer's outputs the next one's inputs; returns the last
+    layer's outputs. The hidden layers' outputs are the very nodes the layers make one by one,
+    linked into the next layer without a handle (_prev makes one when asked)."""
+    cdef ArenaC* A = ARENA
+    cdef Py_ssize_t k, nl = len(rows), ncur = 0, nnxt = 0
+    cdef NodeC** cur = NULL
+    cdef NodeC** nxt = NULL
+    if nl == 0 or len(acts) != nl:
+        raise ValueError(f"got {nl} layers of rows but {len(acts)} activations")
+    for k in range(nl):
+        if type(rows[k]) is not _Rows:
+            raise TypeError(f"rows must be made by _rows, not {type(rows[k]).__name__!r}")
+        if acts[k] not in _ACTS:
+            raise ValueError(f"unknown activation {acts[k]!r}; expected one of {sorted(_ACTS)}")
+    x = x if type(x) is tuple else tuple(x)  # (as _layer_rows: an input's __float__ may run)
+    try:
+        for k in range(nl):
+            if k == nl - 1:
+                return _layer_go(A, x, _ACTS[acts[k]], <_Rows>rows[k], None, None,
+                                 cur, ncur)
+            nxt = NULL
+            nnxt = 0
+            try:
+                _layer_go(A, x, _ACTS[acts[k]], <_Rows>rows[k], None, None, cur, ncur,
+                          &nxt, &nnxt)
+            except BaseException:
+                _release_nodes(A, nxt, nnxt)
+                raise
+            _release_nodes(A, cur, ncur)  # (the next layer's call links them from here)
+            cur, ncur = nxt, nnxt
+    finally:
+        _release_nodes(A, cur, ncur)
 
 
 def _layer_rows(_Rows rows not None, x, act):

@@ -178,6 +178,65 @@ def test_input_float_replaces_a_weight_during_the_call(engine, call, tmp_path):
 
 
 @engines()
+def test_input_float_rewires_a_later_layer_of_the_net(engine, tmp_path):
+    # MLP.__call__ runs the whole net in one engine call: a first-layer input's __float__ that
+    # replaces a weight of the last layer and calls the net again is seen, as layer by layer
+    check(run_child("""
+        import random
+        random.seed(5)
+        m = nn.MLP(2, [3, 2])
+        class R:
+            n = 0
+            def __float__(self):
+                if R.n == 0:
+                    R.n = 1
+                    m.layers[1].neurons[0].w[2] = V(10.0)
+                    m([1.0, 1.0])
+                return 1.0
+        numbers.Real.register(R)
+        out = m([R(), 1.0])
+        random.seed(5)
+        ref = nn.MLP(2, [3, 2])
+        ref.layers[1].neurons[0].w[2] = V(10.0)
+        want = ref.layers[1](ref.layers[0]([1.0, 1.0]))
+        print(*[o.data == w.data for o, w in zip(out, want)])
+        out[0].backward()
+        want[0].backward()
+        print(all(p.grad == q.grad for p, q in zip(m.parameters(), ref.parameters())))
+    """, engine, tmp_path), ["True", "True", "True"])
+
+
+@engines()
+def test_input_float_empties_the_net_during_its_call(engine, tmp_path):
+    # the one-call net holds what it runs: an input's __float__ that empties the model's layer
+    # list (the old layers' last references) and collects frees nothing the call still needs
+    check(run_child("""
+        import random
+        random.seed(2)
+        model = nn.MLP(3, [16, 16, 4])
+        w = model.layers[2].neurons[3].w[15]
+        class R:
+            def __float__(self):
+                model.layers.clear()
+                gc.collect()
+                nn.MLP(3, [2, 2])([1.0, 2.0, 3.0])  # more nodes made (and freed) meanwhile
+                return 1.0
+        numbers.Real.register(R)
+        out = model([R(), 0.5, -0.5])
+        gc.collect()
+        sum(out).backward()
+        random.seed(2)
+        ref = nn.MLP(3, [16, 16, 4])
+        x = [1.0, 0.5, -0.5]
+        for layer in ref.layers:
+            x = layer(x)
+        sum(x).backward()
+        print(len(out), len(model.layers), [o.data for o in out] == [o.data for o in x],
+              w.grad == ref.layers[2].neurons[3].w[15].grad)
+    """, engine, tmp_path), ["4", "0", "True", "True"])
+
+
+@engines()
 def test_input_float_reinitialises_an_earlier_input(engine, tmp_path):
     # found by the fuzzer: under no_grad the compiled layer read a Value input's data before a
     # later input's __float__ re-initialised it; both engines read Values after all numbers

@@ -239,18 +239,80 @@ def test_layer_with_mixed_and_custom_neurons():
         layer.neurons[0], [1.0, 2.0]).data
 
 
-def test_layer_calls_the_kernel_once(monkeypatch):
+def _spy(monkeypatch, name):
     calls = []
-    real = _impl._layer_rows
+    real = getattr(_impl, name)
 
     def spy(*args):
         out = real(*args)
         calls.append(len(out))
         return out
 
-    monkeypatch.setattr(_impl, "_layer_rows", spy)
-    MLP(2, [16, 16, 1])([1.0, 2.0])
-    assert calls == [16, 16, 1]
+    monkeypatch.setattr(_impl, name, spy)
+    return calls
+
+
+def test_layer_calls_the_kernel_once(monkeypatch):
+    layers, nets = _spy(monkeypatch, "_layer_rows"), _spy(monkeypatch, "_mlp_rows")
+    Layer(2, 16)([1.0, 2.0])
+    assert layers == [16] and nets == []
+    MLP(2, [16, 16, 1])([1.0, 2.0])  # the whole net: one call
+    assert layers == [16] and nets == [1]
+
+
+def _layer_by_layer(model, x):
+    for layer in model.layers:
+        x = layer(x)
+    return x
+
+
+@pytest.mark.parametrize("case", ["plain", "one-wide hidden", "tanh", "numbers in"])
+def test_the_one_call_net_is_the_layer_by_layer_net(case):
+    # the same nodes in the same order: data and grads bit for bit, over a few SGD steps
+    sizes, act = {"one-wide hidden": [1, 5, 3]}.get(case, [6, 5, 3]), "tanh" if case == "tanh" else "relu"
+    results = []
+    for call in (lambda m, x: m(x), _layer_by_layer):
+        random.seed(7)
+        model = MLP(4, sizes, activation=act)
+        xs = [[0.5, -1.0, 0.25, 2.0], [1.5, 0.5, -0.75, 0.0]]
+        trace = []
+        for row in xs * 2:
+            x = row if case == "numbers in" else [Value(v) for v in row]
+            out = call(model, x)
+            loss = sum((o - 0.5) ** 2 for o in out)
+            model.zero_grad()
+            loss.backward()
+            trace.append((loss.data, [p.grad for p in model.parameters()],
+                          [v.grad for v in x] if case != "numbers in" else []))
+            for p in model.parameters():
+                p.data -= 0.05 * p.grad
+        results.append(trace)
+    assert results[0] == results[1]
+
+
+def test_nets_that_need_each_layer_go_layer_by_layer(monkeypatch):
+    nets, layers = _spy(monkeypatch, "_mlp_rows"), _spy(monkeypatch, "_layer_rows")
+    random.seed(3)
+    model = MLP(3, [4, 2], dropout=0.5)  # dropout draws in training mode
+    model([1.0, 2.0, 3.0])
+    assert nets == [] and layers == [4, 2]
+    model.eval()
+    model([1.0, 2.0, 3.0])
+    assert nets == [2]
+
+    class Loud(Layer):
+        def __call__(self, x):
+            return super().__call__(x)
+
+    model = MLP(3, [4, 2])
+    model.layers[1] = Loud(4, 2)
+    model([1.0, 2.0, 3.0])
+    assert nets == [2] and layers[-2:] == [4, 2]
+    model.layers[1] = Layer(5, 2)  # a size that does not fit: the layer's own error
+    with pytest.raises(ValueError, match="expected 5 inputs, got 4|5"):
+        model([1.0, 2.0, 3.0])
+    with pytest.raises(ValueError):
+        MLP(3, [4, 2])([1.0, 2.0])
 
 
 def test_zero_grad_uses_the_kernel(monkeypatch):
