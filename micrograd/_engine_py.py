@@ -558,8 +558,8 @@ def _layer_rows(rows: tuple[Any, ...], x: Sequence[Any], act: str) -> list[Value
 
 
 def _mlp_rows(rows: tuple[Any, ...], acts: tuple[str, ...], x: Sequence[Any]) -> list[Value]:
-    """A stack of layers in one call, as MLP.__call__ makes it: each layer's outputs the next's
-    inputs (the compiled engine links the hidden nodes without handles; here they are Values)."""
+    """MLP.__call__'s layers in one call: rows[k] with acts[k], each one's outputs the next's inputs."""
+    # (the compiled engine links the hidden nodes without handles; here they are Values)
     if not rows or len(acts) != len(rows):
         raise ValueError(f"got {len(rows)} layers of rows but {len(acts)} activations")
     out: Sequence[Any] = x

@@ -16,6 +16,7 @@ PROTOCOL: dict[str, tuple[str, ...] | None] = {
     "_layer": ("ws", "bs", "x", "act"),         # one layer, packed for this call only
     "_rows": ("ws", "bs"),                      # a layer's rows, packed once ...
     "_layer_rows": ("rows", "x", "act"),        # ... and called many times
+    "_mlp_rows": ("rows", "acts", "x"),         # a stack of them in one call (MLP.__call__)
     # optimizers (micrograd.optim)
     "_pack": ("params",),
     "_zero_grad": ("params",),

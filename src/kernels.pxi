@@ -382,10 +382,9 @@ cdef void _release_nodes(ArenaC* A, NodeC** nodes, Py_ssize_t n) noexcept:
 
 
 def _mlp_rows(tuple rows not None, tuple acts not None, x):
-    """A stack of layers in one call, as MLP.__call__ makes it: layer k over rows[k] (made by
-    _rows) with activation acts[k], each layer's outputs the next one's inputs; returns the last
-    layer's outputs. The hidden layers' outputs are the very nodes the layers make one by one,
-    linked into the next layer without a handle (_prev makes one when asked)."""
+    """MLP.__call__'s layers in one call: rows[k] with acts[k], each one's outputs the next's inputs."""
+    # the hidden layers' outputs are the very nodes the layers make one by one, linked into the
+    # next layer without a handle (_prev makes one when asked)
     cdef ArenaC* A = ARENA
     cdef Py_ssize_t k, nl = len(rows), ncur = 0, nnxt = 0
     cdef NodeC** cur = NULL
