@@ -337,6 +337,37 @@ class Layer(Module):
         return f"Layer of [{', '.join(str(n) for n in self.neurons)}]"
 
 
+class _Chain:
+    # what MLP.__call__ hands the one-call kernel, cached until a Module attribute changes or
+    # a layer list or a neuron list is edited in place (rows None: run layer by layer)
+    __slots__ = ("generation", "layers", "neurons", "rows", "acts", "nin")
+
+    def __init__(self, layers: List[Layer]) -> None:
+        self.generation = _generation[0]
+        self.layers = layers[:]
+        self.neurons = [layer.neurons[:] for layer in layers]
+        self.rows: Optional[tuple[Any, ...]] = None
+        self.acts: tuple[str, ...] = ()
+        self.nin: Optional[int] = None
+        rows: List[Any] = []
+        acts: List[str] = []
+        nin: Optional[int] = None
+        for layer in layers:
+            if type(layer) is not Layer:
+                return
+            plan = layer._plan()
+            if plan.rows is None or plan.act is None or plan.drops or (
+                    rows and plan.nin != nin):
+                return
+            if not rows:
+                self.nin = plan.nin
+            rows.append(plan.rows)
+            acts.append(plan.act)
+            nin = len(plan.bs)
+        if rows and self.nin is not None:
+            self.rows, self.acts = tuple(rows), tuple(acts)
+
+
 class MLP(Module):
     """MLP(nin, nouts, *, activation='relu', dropout=0.0, input_size=None, layer_sizes=None).
 
@@ -357,6 +388,8 @@ class MLP(Module):
     Use torch_model.double() to keep every bit (our numbers are float64). The reverse way:
     ``model.load_state_dict({f"layers.{i}.{k}": getattr(lin, k).tolist() ...})``.
     """
+
+    _cache_chain: Optional[_Chain] = None
 
     def __init__(self, nin: Optional[int] = None, nouts: Optional[Sequence[int]] = None, *,
                  activation: str = "relu", dropout: float = 0.0, input_size: Optional[int] = None,
@@ -387,30 +420,17 @@ class MLP(Module):
         # else (a subclass, mixed activations, dropout in training, a size mismatch) goes
         # layer by layer, as upstream's loop
         layers = self.layers
-        rows: List[Any] = []
-        acts: List[str] = []
-        nin: Optional[int] = None
-        first: Optional[_Plan] = None
-        for layer in layers:
-            if type(layer) is not Layer:
-                break
-            plan = layer._cache_plan
-            if plan is None or plan.generation != _generation[0] or plan.neurons != layer.neurons:
-                plan = layer._plan()
-            if plan.rows is None or plan.act is None or plan.drops or (
-                    nin is not None and plan.nin != nin):
-                break
-            rows.append(plan.rows)
-            acts.append(plan.act)
-            nin = len(plan.bs)
-            first = first or plan
-        else:
-            if first is not None:
-                if type(x) is not list:
-                    x = _as_inputs(x)
-                if len(x) == first.nin or first.nin is None:
-                    res = _impl._mlp_rows(tuple(rows), tuple(acts), x)
-                    return res[0] if len(res) == 1 else res
+        chain = self._cache_chain
+        if (chain is None or chain.generation != _generation[0] or chain.layers != layers
+                or chain.neurons != [layer.neurons for layer in layers]):
+            chain = _Chain(layers)
+            object.__setattr__(self, "_cache_chain", chain)
+        if chain.rows is not None:
+            if type(x) is not list:
+                x = _as_inputs(x)
+            if len(x) == chain.nin:
+                res = _impl._mlp_rows(chain.rows, chain.acts, x)
+                return res[0] if len(res) == 1 else res
         out: Union[Value, List[Value]] = x
         for layer in layers:
             out = layer(out)

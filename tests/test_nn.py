@@ -290,6 +290,36 @@ def test_the_one_call_net_is_the_layer_by_layer_net(case):
     assert results[0] == results[1]
 
 
+def test_the_one_call_net_sees_every_edit():
+    # the net's plan is cached: edits that set no attribute (lists changed in place) must be
+    # seen as surely as those that do; positive weights and inputs keep every relu open, so
+    # every edit changes the output
+    rng = random.Random(11)
+
+    def positive(m):
+        for p in m.parameters():
+            p.data = rng.uniform(0.1, 0.5)
+        return m
+
+    model = positive(MLP(3, [4, 4, 2]))
+    x = [0.5, 1.0, 2.0]
+    # made first: making a Module sets attributes, which alone would renew every cached plan
+    layer, neuron, last = positive(Layer(4, 4)), positive(Neuron(3)), positive(Layer(2, 3, nonlin=False))
+    edits = [
+        lambda: model.layers.__setitem__(1, layer),               # lists edited in place
+        lambda: model.layers[0].neurons.__setitem__(2, neuron),
+        lambda: model.layers[2].neurons[0].w.__setitem__(1, Value(5.0)),
+        lambda: model.layers.append(last),
+        lambda: setattr(model.layers[0].neurons[1], "activation", "tanh"),  # an attribute
+    ]
+    for edit in edits:
+        before = [v.data for v in model(x)]
+        edit()
+        after = [v.data for v in model(x)]
+        assert after != before
+        assert after == [v.data for v in _layer_by_layer(model, x)]
+
+
 def test_nets_that_need_each_layer_go_layer_by_layer(monkeypatch):
     nets, layers = _spy(monkeypatch, "_mlp_rows"), _spy(monkeypatch, "_layer_rows")
     random.seed(3)
