@@ -285,15 +285,25 @@ def run_moons(mg, P):
 
 # ---------------------------------------------------------------- MLP(64, [64, 64, 10]) per sample
 
-def run_mlp(mg, P):
-    Value, MLP = mg.Value, mg.nn.MLP
+MLP_LR = 1e-6  # upstream's init gives outputs ~100: a tiny step keeps every rep finite and alike
+
+
+def mlp_sample(P):
+    """The MLP(64) sample's sizes, input row and target; `random` seeded for the model's weights
+    (run_mlp and its C floor draw them after this, in the same order)."""
     nin, nouts = P["mlp"]
     rng = random.Random(42)
     xrow = [rng.uniform(-1.0, 1.0) for _ in range(nin)]
     target = [rng.uniform(-1.0, 1.0) for _ in range(nouts[-1])]
     random.seed(1337)
+    return nin, nouts, xrow, target
+
+
+def run_mlp(mg, P):
+    Value, MLP = mg.Value, mg.nn.MLP
+    nin, nouts, xrow, target = mlp_sample(P)
     model = MLP(nin, nouts)
-    lr = 1e-6  # upstream's init gives outputs ~100: a tiny step keeps every rep finite and alike
+    lr = MLP_LR
 
     if mg.upstream:
         def step():
@@ -331,16 +341,12 @@ def run_mlp_floor(MLPStep, P):
     The weights are drawn as nn.MLP draws them (random.seed(1337); each neuron's nin draws of
     random.uniform(-1, 1), its bias 0.0), so its losses are the engine's, bit for bit.
     """
-    nin, nouts = P["mlp"]
-    rng = random.Random(42)
-    xrow = [rng.uniform(-1.0, 1.0) for _ in range(nin)]
-    target = [rng.uniform(-1.0, 1.0) for _ in range(nouts[-1])]
-    random.seed(1337)
+    nin, nouts, xrow, target = mlp_sample(P)
     sizes = [nin] + list(nouts)
     weights = [[[random.uniform(-1, 1) for _ in range(sizes[k])] for _ in range(sizes[k + 1])]
                for k in range(len(nouts))]
     biases = [[0.0] * n for n in nouts]
-    floor = MLPStep(weights, biases, target, 1e-6)  # run_mlp's lr
+    floor = MLPStep(weights, biases, target, MLP_LR)
 
     def step():
         return floor.step(xrow)
@@ -664,10 +670,8 @@ def run_functional_ops(mg, P):
     metrics = []
     for name, (total, own) in functional_ops.measure(calls, runs).items():
         name = name.replace("nn.Layer", "layer").replace(" (per weight)", " per weight")
-        if own is None:
-            metrics.append(metric(name, "ns/element", total, note=FOPS_NOTE))
-        else:
-            metrics.append(metric(name, "ns/element", total, note=FOPS_NOTE))
+        metrics.append(metric(name, "ns/element", total, note=FOPS_NOTE))
+        if own is not None:
             metrics.append(metric(name + " own", "ns/element", own, note=FOPS_OWN_NOTE))
     return {"metrics": metrics, "check": None, "info": {"calls": calls, "runs": runs}}
 

@@ -286,11 +286,7 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                     acc = acc + row[1 + i].data * xd[i]
                 if code != OP_LEAF:
                     mg_forward1(code, acc, &acc)
-                if outp != NULL:
-                    outp[0][j] = _hold(node_new(A, OP_LEAF, acc))
-                    noutp[0] = j + 1
-                else:
-                    out.append(_wrap(A, node_new(A, OP_LEAF, acc)))
+                _layer_put(A, out, outp, noutp, j, node_new(A, OP_LEAF, acc))
         finally:
             PyMem_Free(xd)
             if r != NULL:
@@ -352,14 +348,22 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                 n.v.leafgen = leafgen
             if code != OP_LEAF:
                 n = _act_node(A, code, n)
-            if outp != NULL:
-                outp[0][j] = _hold(n)
-                noutp[0] = j + 1
-            else:
-                out.append(_wrap(A, n))
+            _layer_put(A, out, outp, noutp, j, n)
     finally:
         call_decref(A, call)
     return out if outp == NULL else None
+
+
+cdef inline int _layer_put(ArenaC* A, list out, NodeC*** outp, Py_ssize_t* noutp, Py_ssize_t j,
+                           NodeC* n) except -1:
+    """Output j of a layer call, n (a fresh node nobody holds): wrapped into out, or held at
+    (*outp)[j] for the chaining caller."""
+    if outp != NULL:
+        outp[0][j] = _hold(n)
+        noutp[0] = j + 1
+    else:
+        out.append(_wrap(A, n))
+    return 0
 
 
 cdef int _layer_outs(NodeC*** outp, Py_ssize_t* noutp, Py_ssize_t nout) except -1:
