@@ -501,3 +501,24 @@ def test_script_rounds_merge_step_by_step():
     assert odd["round_mismatch"] == [1]
     notes = stats.compare_checks([odd])
     assert any("rounds [1]" in n for n in notes), notes
+
+
+# the baseline: this repository's engine built from an earlier commit (issue 15's "today")
+
+def test_baseline_targets_met_and_not_met():
+    rows = [_row("mlp64_sample", "sample", "compiled", 10e-6),
+            _row("mlp64_sample", "sample", "baseline", 36e-6),
+            _row("mlp64_sample", "sample after gc.collect()", "compiled", 15e-6),
+            _row("mlp64_sample", "sample after gc.collect()", "baseline", 30e-6)]
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"mlp64_sample"})}
+    warm = got["MLP(64,[64,64,10]) sample ≥ 3× the issue-15 baseline build (ab12935)"]
+    cold = got["MLP(64,[64,64,10]) sample after gc.collect() ≥ 3× the issue-15 baseline build "
+               "(ab12935)"]
+    assert (warm["status"], warm["measured"]) == ("met", "3.60×")
+    assert (cold["status"], cold["measured"]) == ("NOT met", "2.00×")
+    # another --baseline commit is named by the target; without a baseline figure: n/a
+    other = targets.evaluate_targets(rows[:1], workloads={"mlp64_sample"}, baseline_commit="f" * 40)
+    t = next(t for t in other if t["target"].startswith("MLP(64,[64,64,10]) sample ≥ 3×"))
+    assert t["target"].endswith("the baseline build fffffff (--baseline; issue 15's is ab12935)")
+    assert (t["status"], t["measured"]) == ("n/a", "no baseline figure")
+
