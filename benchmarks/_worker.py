@@ -2,7 +2,8 @@
 
 Started by benchmarks/runner.py as `python benchmarks/_worker.py IMPL WORKLOAD MODE`, with
 PYTHONPATH and the working directory chosen so that `import micrograd` finds the right one:
-this repo (compiled or pure, picked by MICROGRAD_NO_EXTENSIONS) or upstream's private folder.
+this repo (compiled or pure, picked by MICROGRAD_NO_EXTENSIONS), this repo's source at an
+earlier commit built in .baseline/<sha>/ ("baseline"), or upstream's private folder.
 Its stdin holds a JSON object (the data the runner made for the workload, `{}` for most),
 added to the mode's sizes.
 """
@@ -31,6 +32,16 @@ def load_micrograd(impl):
         if not where.startswith(expect + os.sep):
             raise RuntimeError(f"upstream run imported micrograd from {where}, not {expect}")
         engine = "upstream"
+    elif impl == "baseline":
+        # the old build or nothing: the current tree, or its pure engine, would be no baseline
+        expect = os.path.realpath(os.environ["MB_BASELINE_DIR"])
+        if not where.startswith(expect + os.sep):
+            raise RuntimeError(f"baseline run imported micrograd from {where}, not {expect}")
+        engine = micrograd.engine.IMPLEMENTATION
+        if engine != "compiled":
+            why = "; ".join(str(w.message) for w in caught)
+            raise RuntimeError(f"the baseline's micrograd.engine.IMPLEMENTATION is {engine!r}, "
+                               "not 'compiled'" + (f" ({why})" if why else ""))
     else:
         engine = micrograd.engine.IMPLEMENTATION
         want = "compiled" if impl == "compiled" else "python"

@@ -143,6 +143,10 @@ def render(doc, markdown):
         out.append(targets_text(doc["targets"], False))
     notes = [doc["method"]] if markdown else []
     notes += [f"{impl}: {why}" for impl, why in doc["missing"].items()]
+    if machine.get("baseline"):
+        b = machine["baseline"]
+        notes.append(f"baseline: this repository's engine built from {b['rev']} ({b['commit'][:12]}) "
+                     "in .baseline/, running the same workload code as compiled")
     load = [x for x in machine.get("loadavg_before_after", []) if x is not None]
     if load and max(load) > 0.5 * (machine["cpus"] or 1):
         notes.append(f"the machine was busy (1-min load average {load[0]} before, {load[-1]} after):"
@@ -163,7 +167,10 @@ def render(doc, markdown):
                                for wl, n in rounds))
     notes += doc["mismatches"]
     if not doc["mismatches"] and any(r.get("check") for r in results):
-        notes.append("results agree: compiled == pure bit for bit, upstream within 1e-9 (where run)")
+        baseline = any(r["impl"] == "baseline" and r.get("check") for r in results)
+        also = " == baseline" if baseline else ""
+        notes.append(f"results agree: compiled == pure{also} bit for bit, upstream within 1e-9 "
+                     "(where run)")
     out.append("")
     out.append("Notes:" if markdown else "notes:")
     out += [f"- {n}" if markdown else f"  - {n}" for n in notes or ["none"]]
@@ -192,8 +199,8 @@ def plot(rows, path):
         groups[-1][1].append(r)
     if not groups:
         return "nothing to plot"
-    colors = {"compiled": "#1f77b4", "pure": "#ff7f0e", "upstream": "#7f7f7f", "torch": "#d62728",
-              "inline": "#8c564b", "floor": "#2ca02c", "functional": "#17becf",
+    colors = {"compiled": "#1f77b4", "baseline": "#9467bd", "pure": "#ff7f0e", "upstream": "#7f7f7f",
+              "torch": "#d62728", "inline": "#8c564b", "floor": "#2ca02c", "functional": "#17becf",
               "functional-adam": "#bcbd22"}
     ncol = min(3, len(groups))  # one workload: one panel, not a two-thirds blank figure
     nrow = math.ceil(len(groups) / ncol)

@@ -17,20 +17,27 @@ from pathlib import Path
 from benchmarks import report
 from benchmarks._workloads import FLOOR_WORKLOADS, SCRIPT_WORKLOADS, SIZES
 from benchmarks.stats import build_rows, compare_checks, merge_rounds
-from benchmarks.targets import evaluate_targets
+from benchmarks.targets import ISSUE15_BASELINE, evaluate_targets
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKER = ROOT / "benchmarks" / "_worker.py"
 UPSTREAM_VERSION = "0.1.0"
 UPSTREAM_DIR = ROOT / ".upstream" / f"micrograd-{UPSTREAM_VERSION}"
+# baseline: this repository's engine as built from an earlier git revision, timed beside the
+# current build in the same run (a speed-up is a ratio of one run's figures); one folder per commit
+BASELINE_ROOT = ROOT / ".baseline"
+GIT = "git"
 
 # inline and floor are the scalar-script workloads' own baselines: the script run with the Value
 # class it carries, and with a compiled class that records nothing (no engine can be faster);
 # floor is also the MLP(64) step's limit: its arithmetic alone, C loops over dense arrays
 # functional and functional-adam are the same script with the README's recipe applied, on the
 # compiled engine: (b) micrograd.functional for its list ops, (c) and micrograd.optim.Adam too
-IMPLS = ["compiled", "pure", "upstream", "torch", "inline", "floor", "functional", "functional-adam"]
+IMPLS = ["compiled", "baseline", "pure", "upstream", "torch", "inline", "floor", "functional",
+         "functional-adam"]
 SCRIPT_IMPLS = ("inline", "floor", "functional", "functional-adam")
+# the baseline runs the per-step training workloads, the ones a speed-up target is about
+BASELINE_WORKLOADS = {"moons_step", "mlp64_sample"}
 WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "digits_epoch",
              "memory", "import", "microgpt16", "microgpt32", "functional_ops"]
 # ours alone: upstream and PyTorch have no micrograd.functional
@@ -105,7 +112,82 @@ def ensure_upstream(allow_install, log):
     return True, f"upstream micrograd {UPSTREAM_VERSION} installed into {_shown(UPSTREAM_DIR)}/"
 
 
-def job_env(impl):
+def _git(*args, **kw):
+    """`git -C ROOT args...`: the CompletedProcess; OSError when there is no git."""
+    return subprocess.run([GIT, "-C", str(ROOT), *args], capture_output=True, timeout=120, **kw)
+
+
+def _archive(sha, dest):
+    """The source tree of commit `sha` into the folder dest: `git archive sha | tar -x -C dest`.
+    None, or why not."""
+    a = _git("archive", "--format=tar", sha)
+    if a.returncode != 0:
+        return "git archive failed: " + (a.stderr.decode(errors="replace").strip() or "no output")
+    t = subprocess.run(["tar", "-x", "-C", str(dest)], input=a.stdout, capture_output=True,
+                       timeout=120)
+    if t.returncode != 0:
+        return "tar -x failed: " + (t.stderr.decode(errors="replace").strip() or "no output")
+    return None
+
+
+def _build(src):
+    """`python setup.py build_ext --inplace -q` in src, with this interpreter. None, or why not."""
+    env = dict(os.environ)
+    for var in ("MICROGRAD_NO_EXTENSIONS", "MICROGRAD_SANITIZE", "PYTHONPATH"):
+        env.pop(var, None)  # a pure or sanitized "baseline" would not be the baseline
+    r = subprocess.run([sys.executable, "setup.py", "build_ext", "--inplace", "-q"], cwd=src,
+                       env=env, capture_output=True, text=True, timeout=900)
+    if r.returncode != 0:
+        said = [ln for ln in (r.stderr or r.stdout).strip().splitlines() if ln.strip()]
+        return f"the build failed (exit code {r.returncode}): " + (" | ".join(said[-2:]) or "no output")
+    return None
+
+
+def _built(folder):
+    return any((folder / "micrograd").glob("_engine*.so")) or any((folder / "micrograd").glob("_engine*.pyd"))
+
+
+def ensure_baseline(rev, log):
+    """This repo's engine at git revision rev, built in .baseline/<sha>/: (folder or None, message).
+
+    Built once per commit, then cached; never raises: without git, without the revision (a
+    shallow clone, a tarball) or when the build fails, the message says why it is skipped.
+    """
+    skip = f"baseline {rev} is skipped, so it has no rows and no ratio: "
+    try:
+        r = _git("rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}", text=True)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, skip + f"git is not available ({exc})"
+    sha = r.stdout.strip()
+    if r.returncode != 0 or not sha:
+        said = r.stderr.strip().splitlines()  # e.g. not a git repository at all
+        return None, skip + (f"{rev!r} is not a commit of this repository's git history (a "
+                             "shallow clone or a tarball? `git fetch --unshallow` brings it)"
+                             + (f"; git said: {said[-1]}" if said else ""))
+    folder = BASELINE_ROOT / sha
+    what = f"baseline: micrograd at {rev} ({sha[:12]})"
+    if _built(folder):
+        return folder, f"{what} from {_shown(folder)}/"
+    log(f"building the baseline, micrograd at {rev} ({sha[:12]}), into {_shown(folder)}/ "
+        "(first use; cached afterwards) ...")
+    tmp = folder.with_name(sha + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        tmp.mkdir(parents=True)
+        why = _archive(sha, tmp) or _build(tmp)
+        if why is None and not _built(tmp):
+            why = "the build made no micrograd/_engine extension"
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+    if why is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None, skip + why
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)  # only a complete build is ever cached
+    return folder, f"{what} built into {_shown(folder)}/"
+
+
+def job_env(impl, baseline_dir=None):
     """(env, cwd) that make `import micrograd` find exactly this implementation."""
     env = dict(os.environ)
     env.pop("PYTHONPATH", None)
@@ -116,6 +198,10 @@ def job_env(impl):
         # the repo is not on sys.path: the worker's own folder, then upstream's
         env["PYTHONPATH"] = str(UPSTREAM_DIR)
         return env, str(UPSTREAM_DIR)
+    if impl == "baseline":
+        # the old tree's micrograd, and the current benchmarks/ (the worker's own folder)
+        env["PYTHONPATH"] = env["MB_BASELINE_DIR"] = str(baseline_dir)
+        return env, str(baseline_dir)
     env["PYTHONPATH"] = str(ROOT)  # the in-place build, whatever else is installed
     if impl == "pure":
         env["MICROGRAD_NO_EXTENSIONS"] = "1"
@@ -151,8 +237,8 @@ def digits_input(limit):
     return _digits_cache[limit]
 
 
-def run_job(impl, workload, mode):
-    env, cwd = job_env(impl)
+def run_job(impl, workload, mode, baseline_dir=None):
+    env, cwd = job_env(impl, baseline_dir)
     cmd = [sys.executable, str(WORKER), impl, workload, mode]
     try:
         r = subprocess.run(cmd, env=env, cwd=cwd, input=json.dumps(job_input(workload, mode)),
@@ -247,6 +333,10 @@ def parse_args(argv):
                    help="run nothing: print the tables (and --plot) from an earlier --json file")
     p.add_argument("--no-install", action="store_true",
                    help="do not pip-install upstream micrograd if it is missing")
+    p.add_argument("--baseline", metavar="REV", default=ISSUE15_BASELINE,
+                   help="the git revision the baseline implementation is built from (default "
+                        f"{ISSUE15_BASELINE}: the commit at which issue 15 was filed, the 'today' "
+                        "of its 3x target); built once into .baseline/<sha>/, needs the git history")
     args = p.parse_args(argv)
 
     def split(values, allowed, what):
@@ -264,15 +354,41 @@ def parse_args(argv):
     return args
 
 
+def default_impls(mode):
+    """The implementations a run without --impl tries: every one, but compiled + pure in smoke."""
+    return ["compiled", "pure"] if mode == "smoke" else list(IMPLS)
+
+
+def plan_jobs(workloads, impls, mode):
+    """The (workload, impl) jobs a run makes of them: what each implementation can run."""
+    return [(wl, impl) for wl in workloads for impl in impls
+            if not (impl == "torch" and (wl in TORCH_SKIPS[mode] or wl in SCRIPT_WORKLOADS))
+            and not (impl in SCRIPT_IMPLS and wl not in SCRIPT_WORKLOADS
+                     and not (impl == "floor" and wl in FLOOR_WORKLOADS))
+            and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)
+            and not (impl in ("upstream", "torch") and wl in OURS_ONLY)
+            and not (impl == "baseline" and wl not in BASELINE_WORKLOADS)]
+
+
 def run_suite(args, log):
     """Runs the jobs: (results, implementations, missing implementations with why, machine, seconds)."""
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         log("note: --plot needs matplotlib (pip install matplotlib); the chart will be skipped")
-    wanted = args.impl or (["compiled", "pure"] if args.mode == "smoke" else IMPLS)
-    impls, missing = [], {}
+    wanted = args.impl or default_impls(args.mode)
+    workloads = [w for w in WORKLOADS if not args.only or w in args.only]
+    impls, missing, baseline_dir = [], {}, None
     for impl in wanted:
         if impl in ("compiled", "functional", "functional-adam") and not compiled_built():
             missing[impl] = "compiled engine not built (run `pip install -e .` in the repo root)"
+        elif impl == "baseline" and not BASELINE_WORKLOADS & set(workloads):
+            continue  # nothing for it to run: no build
+        elif impl == "baseline":
+            baseline_dir, msg = ensure_baseline(args.baseline, log)
+            if baseline_dir is not None:
+                impls.append(impl)
+            else:
+                missing[impl] = msg
+            log(msg)
         elif impl == "upstream":
             ok, msg = ensure_upstream(allow_install=not args.no_install and args.mode != "smoke",
                                       log=log)
@@ -286,14 +402,10 @@ def run_suite(args, log):
         else:
             impls.append(impl)
     impls = [i for i in IMPLS if i in impls]
-    workloads = [w for w in WORKLOADS if not args.only or w in args.only]
-    jobs = [(wl, impl) for wl in workloads for impl in impls
-            if not (impl == "torch" and (wl in TORCH_SKIPS[args.mode] or wl in SCRIPT_WORKLOADS))
-            and not (impl in SCRIPT_IMPLS and wl not in SCRIPT_WORKLOADS
-                     and not (impl == "floor" and wl in FLOOR_WORKLOADS))
-            and not (impl == "upstream" and wl in SCRIPT_WORKLOADS)
-            and not (impl in ("upstream", "torch") and wl in OURS_ONLY)]
+    jobs = plan_jobs(workloads, impls, args.mode)
     machine = machine_info()
+    if baseline_dir is not None:
+        machine["baseline"] = {"rev": args.baseline, "commit": baseline_dir.name}
     # a script workload's jobs run in rounds, one job of each implementation per round, so that
     # a slow spell of the machine falls on every implementation alike (stats.merge_rounds); the
     # pure engine, in no target of a script and 100-200x slower, runs once, in the first round
@@ -319,7 +431,7 @@ def run_suite(args, log):
         which = f" {r + 1}/{rounds}" if rounds > 1 else ""
         print(f"[{i:2d}/{len(runs)}] {wl:<13} {impl + which:<19}", end="", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        res = run_job(impl, wl, args.mode)
+        res = run_job(impl, wl, args.mode, baseline_dir)
         dt = time.perf_counter() - t0
         tail = "" if res.get("status") == "ok" else f"  ({res.get('status')}: {res.get('reason')})"
         print(f" {dt:6.1f} s{tail}", file=sys.stderr, flush=True)
@@ -360,7 +472,8 @@ def main(argv=None):
            "implementations": impls, "missing": missing, "wall_seconds": total,
            "descriptions": DESCRIPTIONS, "results": results, "rows": rows,
            "targets": evaluate_targets(rows, arena.get("node_bytes") if arena else None,
-                                       {r["workload"] for r in results}),
+                                       {r["workload"] for r in results},
+                                       machine.get("baseline", {}).get("commit")),
            "mismatches": compare_checks(results)}
     print(report.render(doc, args.markdown))
 

@@ -151,6 +151,9 @@ def compare_checks(results):
     PyTorch's check, where it has one (digits_epoch: the first batch's loss, from the same
     weights), must agree with ours within 1e-9; the MLP step's C floor's losses are ours.
 
+    The baseline (this engine built from an earlier commit) runs the very same code: its losses
+    must be compiled's bit for bit.
+
     The scalar scripts' own Value ("inline") must agree within 1e-12: its backward adds a node's
     gradient contributions in another order, so the last bits may differ. So must the script
     with micrograd.functional ("functional"); with optim.Adam as well ("functional-adam"), whose
@@ -174,15 +177,18 @@ def compare_checks(results):
         if floor[:n] != ours[:n]:
             notes.append(f"mlp64_sample: the C floor's losses are not ours: {floor[:3]} vs {ours[:3]}")
     for r in results:
-        if r.get("check") is not None and r["impl"] in ("compiled", "pure", "upstream", "inline",
-                                                          "functional", "functional-adam"):
+        if r.get("check") is not None and r["impl"] in ("compiled", "baseline", "pure", "upstream",
+                                                          "inline", "functional", "functional-adam"):
             by.setdefault(r["workload"], {})[r["impl"]] = r["check"]
     for wl, checks in by.items():
         c, p, u, i = (checks.get(k) for k in ("compiled", "pure", "upstream", "inline"))
-        if c is not None and p is not None:
-            n = min(len(c), len(p))  # adaptive repetitions: compare the common prefix
-            if c[:n] != p[:n]:
-                notes.append(f"{wl}: compiled and pure results differ: {c[:3]} vs {p[:3]}")
+        for name, other in (("pure", p), ("baseline", checks.get("baseline"))):
+            if c is not None and other is not None:
+                n = min(len(c), len(other))  # adaptive repetitions: compare the common prefix
+                k = next((k for k in range(n) if c[k] != other[k]), None)
+                if k is not None:
+                    notes.append(f"{wl}: compiled and {name} results differ (first at step {k}): "
+                                 f"{c[k:k + 3]} vs {other[k:k + 3]}")
         for name, ours in (("compiled", c), ("pure", p)):
             if ours is not None and u is not None:
                 n = min(len(ours), len(u))

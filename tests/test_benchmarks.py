@@ -522,3 +522,69 @@ def test_baseline_targets_met_and_not_met():
     assert t["target"].endswith("the baseline build fffffff (--baseline; issue 15's is ab12935)")
     assert (t["status"], t["measured"]) == ("n/a", "no baseline figure")
 
+
+def test_baseline_losses_must_be_compileds_bit_for_bit():
+    res = [{"workload": "mlp64_sample", "impl": "compiled", "check": [3.0, 2.0, 1.0]},
+           {"workload": "mlp64_sample", "impl": "baseline", "check": [3.0, 2.0, 1.0 + 2**-50]}]
+    notes = stats.compare_checks(res)
+    assert any("compiled and baseline results differ (first at step 2)" in n for n in notes), notes
+    res[1]["check"] = [3.0, 2.0]  # fewer repetitions: the common prefix agrees
+    assert stats.compare_checks(res) == []
+
+
+def test_baseline_is_skipped_with_a_reason_when_it_cannot_be_had(monkeypatch, tmp_path):
+    monkeypatch.setattr(runner, "BASELINE_ROOT", tmp_path)
+    folder, why = runner.ensure_baseline("no-such-revision-0000", log=lambda msg: None)
+    assert folder is None and "is not a commit of this repository's git history" in why
+    monkeypatch.setattr(runner, "GIT", str(tmp_path / "no-git-here"))
+    folder, why = runner.ensure_baseline("HEAD", log=lambda msg: None)
+    assert folder is None and "git is not available" in why
+    assert list(tmp_path.iterdir()) == []
+
+
+def _fake_commit(monkeypatch, tmp_path):
+    """ensure_baseline with git answering one commit and no real archive or build."""
+    sha = "ab12935" + "0" * 33
+    monkeypatch.setattr(runner, "BASELINE_ROOT", tmp_path)
+    monkeypatch.setattr(runner, "_git", lambda *a, **kw: subprocess.CompletedProcess(
+        a, 0, stdout=sha + "\n", stderr=""))
+    monkeypatch.setattr(runner, "_archive", lambda sha, dest: (dest / "micrograd").mkdir())
+    return sha
+
+
+def test_baseline_build_failure_is_a_reason_and_caches_nothing(monkeypatch, tmp_path):
+    _fake_commit(monkeypatch, tmp_path)
+    monkeypatch.setattr(runner, "_build", lambda src: "the build failed (exit code 1): no compiler")
+    folder, why = runner.ensure_baseline("ab12935", log=lambda msg: None)
+    assert folder is None and why.endswith("the build failed (exit code 1): no compiler")
+    monkeypatch.setattr(runner, "_build", lambda src: None)  # "succeeds" but makes no extension
+    folder, why = runner.ensure_baseline("ab12935", log=lambda msg: None)
+    assert folder is None and "made no micrograd/_engine extension" in why
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_baseline_is_built_once_then_reused(monkeypatch, tmp_path):
+    sha = _fake_commit(monkeypatch, tmp_path)
+    builds = []
+
+    def build(src):
+        builds.append(src)
+        (src / "micrograd" / "_engine.cpython-fake.so").write_bytes(b"")
+
+    monkeypatch.setattr(runner, "_build", build)
+    folder, why = runner.ensure_baseline("ab12935", log=lambda msg: None)
+    assert folder == tmp_path / sha and "built into" in why and len(builds) == 1
+    folder, why = runner.ensure_baseline("ab12935", log=lambda msg: None)
+    assert folder == tmp_path / sha and "built into" not in why and len(builds) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [sha]  # no .partial left behind
+    env, cwd = runner.job_env("baseline", folder)
+    assert env["PYTHONPATH"] == env["MB_BASELINE_DIR"] == cwd == str(folder)
+
+
+def test_default_implementations_per_mode():
+    assert "baseline" not in runner.default_impls("smoke")
+    assert "baseline" in runner.default_impls("quick") and "baseline" in runner.default_impls("full")
+    jobs = runner.plan_jobs(runner.WORKLOADS, runner.default_impls("quick"), "quick")
+    assert sorted(wl for wl, impl in jobs if impl == "baseline") == ["mlp64_sample", "moons_step"]
+    assert runner.parse_args([]).baseline == targets.ISSUE15_BASELINE == "ab12935"
+    assert runner.parse_args(["--baseline", "HEAD~1"]).baseline == "HEAD~1"
