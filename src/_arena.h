@@ -8,6 +8,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 #include "_ops.h"
 
@@ -97,13 +98,13 @@ enum {
 
 typedef struct NodeC NodeC;
 
-/* the third word: an op's constant, or where an n-ary node keeps its children */
+/* the first word: an op's constant, or where an n-ary node keeps its children */
 typedef union {
     double aux;    /* ADDC / MULC / POWC: the constant */
     void *kids;    /* DOT: its MgCall; CUSTOM, LOCAL: an owned array [count, kid0, kid1, ...] */
 } NodeAuxC;
 
-/* the fifth word: the second child, or what a one-child op keeps in its place */
+/* the third word: the second child, or what a one-child op keeps in its place */
 typedef union {
     NodeC *b;           /* ADD, MUL, POW: the second child */
     double cgrad;       /* ADDC / MULC: the grad upstream's constant Value would hold */
@@ -111,9 +112,10 @@ typedef union {
     uintptr_t idx;      /* SOFTMAX / LOGSOFTMAX / RMSNORM: which output of its group it is */
 } NodeLinkC;
 
+/* A node's record. Its data and grad are not in it: they live in two dense arrays of doubles in
+ * the node's slab (mg_dp, mg_gp below), so the kernels' loops over a layer's weights, whose
+ * nodes are consecutive, read and write plain arrays of doubles, eight to a cache line. */
 struct NodeC {
-    double data;
-    double grad;
     NodeAuxC u;
     NodeC *a;          /* the first child (DOT: its row, a NodeC ** with b_j first) */
     NodeLinkC v;
@@ -124,8 +126,46 @@ struct NodeC {
     uint8_t flags;
 };
 
-/* 56 bytes a node: seven 8-byte words */
-typedef char mg_node_is_56_bytes[sizeof(NodeC) == 56 ? 1 : -1];
+/* 40 bytes a record: five 8-byte words (mg_dp's arithmetic depends on it) */
+typedef char mg_node_is_40_bytes[sizeof(NodeC) == 40 ? 1 : -1];
+
+/* A slab: MG_SLAB_NODES records from its start, then their data (a double each, in record
+ * order), a gap, then their grads. A slab starts at a multiple of MG_SLAB_ALIGN, so a record's
+ * address gives its slab and its place: record k at byte 40k has its data at MG_DATA_OFF + 8k,
+ * that is at 40k / 5 past MG_DATA_OFF, and its grad MG_GSTEP doubles further. The gap of half a
+ * page between the two arrays keeps a weight's data and grad apart in the cache sets (a loop
+ * reading one and writing the other at the same 4 KiB offset stalls on x86). */
+#define MG_SLAB_ALIGN ((uintptr_t)1 << 19)
+#define MG_DATA_OFF ((uintptr_t)MG_SLAB_NODES * sizeof(NodeC))
+#define MG_GSTEP (MG_SLAB_NODES + 256)
+#define MG_SLAB_BYTES ((size_t)MG_DATA_OFF + (size_t)(MG_GSTEP + MG_SLAB_NODES) * sizeof(double))
+typedef char mg_slab_fits[MG_SLAB_BYTES <= MG_SLAB_ALIGN ? 1 : -1];
+/* a node's share of its slab: its record, data and grad (the gap is 0.25 B a node more) */
+#define MG_NODE_BYTES (sizeof(NodeC) + 2 * sizeof(double))
+
+/* the address of a node's data, and of its grad (n must be a record in a slab) */
+MG_ALWAYS_INLINE double *mg_dp(const NodeC *n) {
+    uintptr_t p = (uintptr_t)n, off = p & (MG_SLAB_ALIGN - 1);
+    return (double *)(p - off + MG_DATA_OFF + off / 5);
+}
+MG_ALWAYS_INLINE double *mg_gp(const NodeC *n) { return mg_dp(n) + MG_GSTEP; }
+#define MG_D(n) (*mg_dp(n))
+#define MG_G(n) (*mg_gp(n))
+
+#if defined(_WIN32)
+#include <malloc.h>
+#endif
+
+/* a slab's memory, MG_SLAB_ALIGN-aligned (NULL when there is none); slabs are never freed */
+static inline NodeC *mg_slab_alloc(void) {
+#if defined(_WIN32)
+    return (NodeC *)_aligned_malloc(MG_SLAB_BYTES, MG_SLAB_ALIGN);
+#else
+    void *p = NULL;
+    if (posix_memalign(&p, MG_SLAB_ALIGN, MG_SLAB_BYTES) != 0) return NULL;
+    return (NodeC *)p;
+#endif
+}
 
 /* A layer's weights and biases, each linked once, shared by every call of the layer that
  * uses them: row j is nodes[j*(nin+1)] = b_j, then w_j0 ... w_j(nin-1). */
@@ -170,8 +210,14 @@ typedef struct {
     MgRows *rows;         /* one reference */
     uint64_t pass;        /* the backward pass that last marked the inputs */
     uint32_t nin;
+    double **xd;          /* the inputs' data (mg_dp), after x in the same block */
     NodeC *x[1];          /* nin of them */
 } MgCall;
+
+/* the bytes of a call block for nin inputs: its x, then its xd */
+static inline size_t mg_call_size(size_t nin) {
+    return sizeof(MgCall) + (nin ? nin : 1) * (sizeof(NodeC *) + sizeof(double *));
+}
 
 /* A fused list op (softmax, log_softmax, rmsnorm: functional.pxi, _fused.h): its inputs, each
  * linked once, and what its rule needs. It is owned by one hidden node, its head (op FUSED,

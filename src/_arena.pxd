@@ -6,7 +6,12 @@ from libc.stdint cimport uint8_t, uint16_t, uint32_t, uint64_t, uintptr_t
 cdef extern from "_arena.h":
     enum:
         F_HEAVY, F_PINNED, F_INTEXP, F_WLEAVES, F_LATE
-        MG_SLAB_SHIFT, MG_SLAB_NODES
+        MG_SLAB_SHIFT, MG_SLAB_NODES, MG_GSTEP
+    size_t MG_SLAB_BYTES                  # a slab: its records, then their data, then grads
+    size_t MG_NODE_BYTES                  # a node's share: record + data + grad
+    double* mg_dp(NodeC* n)               # where a node's data is (read and write as [0])
+    double* mg_gp(NodeC* n)               # where its grad is
+    NodeC* mg_slab_alloc()                # a slab's aligned memory, or NULL
 
     ctypedef struct NodeC
 
@@ -20,9 +25,7 @@ cdef extern from "_arena.h":
         uintptr_t leafgen    # DOT with F_WLEAVES: the leaf generation its weights were plain at
         uintptr_t idx        # a fused output: its place in its group
 
-    ctypedef struct NodeC:
-        double data
-        double grad
+    ctypedef struct NodeC:  # a node's record; its data and grad are in its slab (mg_dp, mg_gp)
         NodeAuxC u
         NodeC* a             # the first child (DOT: its row)
         NodeLinkC v
@@ -47,7 +50,9 @@ cdef extern from "_arena.h":
         MgRows* rows         # one reference
         uint64_t pass_ "pass"  # the backward pass that last marked the inputs
         uint32_t nin
+        double** xd          # the inputs' data (mg_dp), after x in the same block
         NodeC* x[1]          # the inputs, each linked once
+    size_t mg_call_size(size_t nin)     # the bytes of a call block for nin inputs
 
     ctypedef struct MgGroup:  # a fused list op's inputs and what its rule needs
         uint8_t kind         # OP_SOFTMAX, OP_LOGSOFTMAX or OP_RMSNORM

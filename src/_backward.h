@@ -92,28 +92,27 @@ MG_ALWAYS_INLINE int mg_row_contig(const MgRows *r, NodeC *const *row) {
 /* DOT's rule: b_j gets g, each w_i x_i's pair gets the other's data times g (the data are
  * read before the grads are written: the same bits when a weight is also an input) */
 MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pending) {
-    NodeC **row = MG_ROW(n), **xs = MG_CALL(n)->x, *a, *b;
+    NodeC **row = MG_ROW(n);
+    double *const *xd = MG_CALL(n)->xd;
     uint32_t i, m = MG_CALL(n)->nin;
     double ad, bd;
-    row[0]->grad += g;
-    if (m != 0 && mg_row_contig(MG_CALL(n)->rows, row)) {  /* no pointer loaded per weight */
-        NodeC *w = row[1];
+    MG_G(row[0]) += g;
+    if (m != 0 && mg_row_contig(MG_CALL(n)->rows, row)) {  /* the weights' data and grads are */
+        double *wd = mg_dp(row[1]), *wg = wd + MG_GSTEP;    /* two arrays */
         MG_UNROLL4
         for (i = 0; i < m; i++) {
-            b = xs[i];
-            ad = w[i].data;
-            bd = b->data;
-            w[i].grad += bd * g;
-            b->grad += ad * g;
+            ad = wd[i];
+            bd = xd[i][0];
+            wg[i] += bd * g;
+            xd[i][MG_GSTEP] += ad * g;
         }
     } else {
         for (i = 0; i < m; i++) {
-            a = row[1 + i];
-            b = xs[i];
-            ad = a->data;
-            bd = b->data;
-            a->grad += bd * g;
-            b->grad += ad * g;
+            double *a = mg_dp(row[1 + i]);
+            ad = a[0];
+            bd = xd[i][0];
+            a[MG_GSTEP] += bd * g;
+            xd[i][MG_GSTEP] += ad * g;
         }
     }
     if (s)
@@ -126,7 +125,7 @@ MG_ALWAYS_INLINE void mg_rule_local(NodeC *n, double g, MgScan *s, Py_ssize_t *p
     const double *lg = mg_local_grads(n);
     uint32_t i, m = mg_nkids(n);
     for (i = 0; i < m; i++)
-        kids[i]->grad += lg[i] * g;
+        MG_G(kids[i]) += lg[i] * g;
     if (s)
         for (i = 0; i < m; i++)
             mg_mark(s, s->ep, kids[i], pending);
@@ -136,11 +135,13 @@ MG_ALWAYS_INLINE void mg_rule_local(NodeC *n, double g, MgScan *s, Py_ssize_t *p
 
 /* The local chain rule of one built-in node (CUSTOM is the caller's: it calls Python), and with
  * s != NULL the marks of its children for the pass s: the op table's RULE column, then the
- * marks its KIDS column asks for. */
-MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, uint16_t ep, Py_ssize_t *pending) {
-    double g = n->grad;
+ * marks its KIDS column asks for. g and nd are the node's grad and data (n may be a copy of a
+ * record, whose own data and grad are not beside it: _builtin_rule). */
+MG_ALWAYS_INLINE void mg_rule_at(NodeC *n, double g, double nd, MgScan *s, uint16_t ep,
+                                 Py_ssize_t *pending) {
     NodeC *a = n->a, *b = n->v.b;
     (void)b;
+    (void)nd;
     switch (n->op) {
 #define MG_X_RULE(name, kids, text, public, fwd, err, rule)                                   \
     case OP_##name:                                                                           \
@@ -159,7 +160,15 @@ one:
     if (s) mg_mark(s, ep, a, pending);
 }
 
+MG_ALWAYS_INLINE void mg_rule(NodeC *n, MgScan *s, uint16_t ep, Py_ssize_t *pending) {
+    const double *d = mg_dp(n);
+    mg_rule_at(n, d[MG_GSTEP], d[0], s, ep, pending);
+}
+
 static void mg_local(NodeC *n) { mg_rule(n, NULL, 0, NULL); }
+
+/* the rule of n, a copy of a record, as if it had grad g and data nd */
+static void mg_local_as(NodeC *n, double g, double nd) { mg_rule_at(n, g, nd, NULL, 0, NULL); }
 
 /* the marks alone, for nodes whose rule the caller runs later */
 static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
@@ -195,6 +204,7 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
             NodeC *p = MG_NODE(slabs, tape[i - MG_AHEAD]);
             ahead[i & (MG_AHEAD - 1)] = p;
             MG_PREFETCH_W(p);
+            MG_PREFETCH_R(mg_gp(p));
         }
         i--;
         if (n->epoch != ep || (n->flags & F_LATE))

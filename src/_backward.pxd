@@ -19,4 +19,5 @@ cdef extern from "_backward.h":
 
     void mg_fused_apply(MgGroup* G, long only, double g_only)  # a fused group's rule (_fused.h)
     void mg_local(NodeC* n)   # one built-in node's local rule
+    void mg_local_as(NodeC* n, double g, double nd)  # the rule of a record n (a copy) with grad g, data nd
     int mg_scan(MgScan* s, const uint32_t* tape, NodeC** slabs, Py_ssize_t budget)  # 1 when done

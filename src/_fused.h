@@ -34,7 +34,7 @@ static void mg_fused_apply(MgGroup *G, long only, double g_only) {
                 tg += c * (0.0 + e[i] * MG_FG(G, i, only, g_only));
         for (i = m; i-- > 0;) {
             eg = MG_FGOT(G, i, only) ? (0.0 + inv * MG_FG(G, i, only, g_only)) + tg : 0.0 + tg;
-            x[i]->grad += 0.0 + e[i] * eg;
+            MG_G(x[i]) += 0.0 + e[i] * eg;
         }
         return;
     }
@@ -50,7 +50,7 @@ static void mg_fused_apply(MgGroup *G, long only, double g_only) {
         eg = 0.0 + tg;
         for (i = m; i-- > 0;) {
             gi = MG_FGOT(G, i, only) ? 0.0 + MG_FG(G, i, only, g_only) : 0.0;
-            x[i]->grad += gi + e[i] * eg;
+            MG_G(x[i]) += gi + e[i] * eg;
         }
         return;
     }
@@ -63,16 +63,16 @@ static void mg_fused_apply(MgGroup *G, long only, double g_only) {
         for (i = m; i-- > 0;)
             if (MG_FGOT(G, i, only)) {
                 gi = MG_FG(G, i, only, g_only);
-                x[i]->grad += scale * gi;
-                acc += x[i]->data * gi;
+                MG_G(x[i]) += scale * gi;
+                acc += MG_D(x[i]) * gi;
             }
         tg = 0.0 + (-0.5 * mg_bpow(t, -0.5 - 1.0)) * acc;
         tg = 0.0 + tg;           /* ms's */
         tg = 0.0 + invm * tg;    /* ss's */
         eg = 0.0 + tg;           /* each sq's */
         for (i = m; i-- > 0;) {
-            x[i]->grad += x[i]->data * eg;
-            x[i]->grad += x[i]->data * eg;
+            MG_G(x[i]) += MG_D(x[i]) * eg;
+            MG_G(x[i]) += MG_D(x[i]) * eg;
         }
         return;
     }

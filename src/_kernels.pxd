@@ -5,10 +5,11 @@ from _arena cimport NodeC
 
 
 cdef extern from "_kernels.h":
-    # out[j] = b_j + w_j0*x0 + ... for count (1 to 4) consecutive rows of nin + 1 nodes
-    void mg_rows_dot(NodeC** rows, uint32_t nin, NodeC** x, uint32_t count, double* out)
+    # out[j] = b_j + w_j0*x0 + ... for count (1 to 4) consecutive rows of nin + 1 nodes, over
+    # the inputs' data x (mg_dp of each)
+    void mg_rows_dot(NodeC** rows, uint32_t nin, double** x, uint32_t count, double* out)
     # the same, for rows whose weights are consecutive nodes (MgRows.contig)
-    void mg_rows_dot_contig(NodeC** rows, uint32_t nin, NodeC** x, uint32_t count, double* out)
+    void mg_rows_dot_contig(NodeC** rows, uint32_t nin, double** x, uint32_t count, double* out)
 
     ctypedef struct MgRun:  # the optimizers' parameters as runs of consecutive nodes
         NodeC* start

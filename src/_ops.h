@@ -15,8 +15,9 @@
  *   TEXT    the _op text (POWC appends its exponent)
  *   PUBLIC  1 if a user's graph shows it as an op of its own; 0 for leaves, user-defined ops
  *           and the constant forms (ADDC/MULC show as '+'/'*' with a leaf for the constant)
- *   RULE    the local chain rule: statements over n (the node), g (its grad), a and b (its
- *           children); DOT's and LOCAL's are calls, CUSTOM's is Python's (the caller runs it)
+ *   RULE    the local chain rule: statements over n (the node's record), g (its grad), nd (its
+ *           data), a and b (its children, whose data and grads are MG_D(a), MG_G(a)); DOT's
+ *           and LOCAL's are calls, CUSTOM's is Python's (the caller runs it)
  * SOFTMAX, LOGSOFTMAX and RMSNORM are the outputs of micrograd.functional's fused list ops, FUSED
  * the hidden head of such a group (_arena.h's MgGroup, _fused.h's rules); PUBLIC 0, as the pure
  * engine builds the composed scalar nodes instead.
@@ -24,51 +25,51 @@
  * times g (microgpt's Value); PUBLIC 0, as it is the user's op.
  * Codes from OP_DOT on have MG_NARY children: keep DOT and CUSTOM last. */
 #define MG_OPS(X)                                                                             \
-/*  NAME     KIDS     TEXT       PUBLIC                                                        \
- *  FWD                                        ERR                                             \
+/*  NAME     KIDS     TEXT       PUBLIC                                                       \
+ *  FWD                                        ERR                                            \
  *  RULE */                                                                                   \
   X(LEAF,    0,       "",        0,                                                           \
-    0,                                         0,                                              \
+    0,                                         0,                                             \
     ;)                                                                                        \
   X(ADD,     2,       "+",       1,                                                           \
-    0,                                         0,                                              \
-    a->grad += g; b->grad += g;)                                                              \
+    0,                                         0,                                             \
+    MG_G(a) += g; MG_G(b) += g;)                                                              \
   X(MUL,     2,       "*",       1,                                                           \
-    0,                                         0,                                              \
-    a->grad += b->data * g; b->grad += a->data * g;)                                          \
+    0,                                         0,                                             \
+    MG_G(a) += MG_D(b) * g; MG_G(b) += MG_D(a) * g;)                                          \
   X(ADDC,    1,       "+",       0,                                                           \
-    0,                                         0,                                              \
-    a->grad += g; n->v.cgrad += g;)                                                           \
+    0,                                         0,                                             \
+    MG_G(a) += g; n->v.cgrad += g;)                                                           \
   X(MULC,    1,       "*",       0,                                                           \
-    0,                                         0,                                              \
-    a->grad += n->u.aux * g; n->v.cgrad += a->data * g;)                                      \
+    0,                                         0,                                             \
+    MG_G(a) += n->u.aux * g; n->v.cgrad += MG_D(a) * g;)                                      \
   X(POWC,    1,       "**",      1,                                                           \
-    0,                                         0,                                              \
-    a->grad += (n->u.aux * mg_bpow(a->data, n->u.aux - 1.0)) * g;)                            \
+    0,                                         0,                                             \
+    MG_G(a) += (n->u.aux * mg_bpow(MG_D(a), n->u.aux - 1.0)) * g;)                            \
   X(POW,     2,       "**",      1,                                                           \
-    0,                                         0,                                              \
-    a->grad += (b->data * mg_bpow(a->data, b->data - 1.0)) * g;                               \
-    b->grad += mg_blog(a->data, n->data) * g;)                                                \
+    0,                                         0,                                             \
+    MG_G(a) += (MG_D(b) * mg_bpow(MG_D(a), MG_D(b) - 1.0)) * g;                               \
+    MG_G(b) += mg_blog(MG_D(a), nd) * g;)                                                     \
   X(RELU,    1,       "ReLU",    1,                                                           \
-    (x < 0.0 ? 0.0 : x),                       0,                                              \
-    a->grad += n->data > 0.0 ? g : 0.0;)                                                      \
+    (x < 0.0 ? 0.0 : x),                       0,                                             \
+    MG_G(a) += nd > 0.0 ? g : 0.0;)                                                           \
   X(TANH,    1,       "tanh",    1,                                                           \
-    tanh(x),                                   0,                                              \
-    a->grad += (1.0 - n->data * n->data) * g;)                                                \
+    tanh(x),                                   0,                                             \
+    MG_G(a) += (1.0 - nd * nd) * g;)                                                          \
   X(EXP,     1,       "exp",     1,                                                           \
-    exp(x),                                    (isinf(r) && isfinite(x) ? MG_RANGE : 0),       \
-    a->grad += n->data * g;)                                                                  \
+    exp(x),                                    (isinf(r) && isfinite(x) ? MG_RANGE : 0),      \
+    MG_G(a) += nd * g;)                                                                       \
   X(LOG,     1,       "log",     1,                                                           \
-    (x > 0.0 || isnan(x) ? log(x) : 0.0),      (x > 0.0 || isnan(x) ? 0 : MG_DOMAIN),          \
-    a->grad += (1.0 / a->data) * g;)                                                          \
+    (x > 0.0 || isnan(x) ? log(x) : 0.0),      (x > 0.0 || isnan(x) ? 0 : MG_DOMAIN),         \
+    MG_G(a) += (1.0 / MG_D(a)) * g;)                                                          \
   X(SIGMOID, 1,       "sigmoid", 1,                                                           \
-    mg_sigmoid(x),                             0,                                              \
-    a->grad += (n->data * (1.0 - n->data)) * g;)                                              \
+    mg_sigmoid(x),                             0,                                             \
+    MG_G(a) += (nd * (1.0 - nd)) * g;)                                                        \
   X(SQRT,    1,       "sqrt",    1,                                                           \
-    (x >= 0.0 || isnan(x) ? sqrt(x) : 0.0),    (x >= 0.0 || isnan(x) ? 0 : MG_DOMAIN),         \
-    a->grad += (0.5 / n->data) * g;)                                                          \
+    (x >= 0.0 || isnan(x) ? sqrt(x) : 0.0),    (x >= 0.0 || isnan(x) ? 0 : MG_DOMAIN),        \
+    MG_G(a) += (0.5 / nd) * g;)                                                               \
   X(DOT,     MG_NARY, "dot",     1,                                                           \
-    0,                                         0,                                              \
+    0,                                         0,                                             \
     mg_rule_dot(n, g, s, pending);)                                                           \
   X(SOFTMAX, MG_NARY, "softmax", 0,                                                           \
     0,                                         0,                                             \
@@ -83,10 +84,10 @@
     0,                                         0,                                             \
     mg_rule_fused(n, s, pending);)                                                            \
   X(LOCAL,   MG_NARY, "",        0,                                                           \
-    0,                                         0,                                              \
+    0,                                         0,                                             \
     mg_rule_local(n, g, s, pending);)                                                         \
   X(CUSTOM,  MG_NARY, "",        0,                                                           \
-    0,                                         0,                                              \
+    0,                                         0,                                             \
     ;)
 
 #define MG_X_CODE(name, kids, text, public, fwd, err, rule) OP_##name,

@@ -2,7 +2,7 @@
 # The arena: slabs of nodes, a bit per free node, and iterative release.
 
 cdef enum:
-    SLAB_NODES = MG_SLAB_NODES # 8192: 448 KiB a slab of 56-byte nodes
+    SLAB_NODES = MG_SLAB_NODES # 8192 nodes a slab: 448 KiB of records, data and grads
     SLAB_WORDS = MG_SLAB_NODES // 64  # words of free bits a slab
     SLABS_KEPT = 2             # all-free slabs a full collection leaves with their pages
     SLAB_BUSY = 0              # a node was made in it since the last full collection
@@ -47,7 +47,7 @@ cdef int _arena_grow(ArenaC* A) except -1:
         A.slab_state = <uint8_t*>_regrow(A.slab_state, cap * sizeof(uint8_t))
         A.slab_idle_since = <double*>_regrow(A.slab_idle_since, cap * sizeof(double))
         A.cap_slabs = cap
-    slab = <NodeC*>PyMem_RawMalloc(SLAB_NODES * sizeof(NodeC))
+    slab = mg_slab_alloc()
     if slab == NULL:
         raise MemoryError("micrograd: the node arena cannot grow")
     A.slabs[A.nslabs] = slab
@@ -132,8 +132,8 @@ cdef inline NodeC* node_new(ArenaC* A, uint8_t op, double data) except NULL:
         A.tape[A.tape_len] = idx
         A.tape_len += 1
         A.live_ops += 1
-    n.data = data
-    n.grad = 0.0
+    mg_dp(n)[0] = data
+    mg_gp(n)[0] = 0.0
     n.u.kids = NULL
     n.a = NULL
     n.v.b = NULL
@@ -274,8 +274,8 @@ cdef int _refill(ArenaC* A, NodeC* n, double d, NodeC** arr, bint local) except 
     if n.op != OP_LEAF and not (n.flags & F_LATE):
         A.live_ops -= 1
         A.tape_dead += 1
-    n.data = d
-    n.grad = 0.0
+    mg_dp(n)[0] = d
+    mg_gp(n)[0] = 0.0
     n.u.kids = arr
     n.a = NULL
     n.v.b = NULL

@@ -53,7 +53,7 @@ cdef void _give_back_memory(ArenaC* A, double now) noexcept:
         elif now - A.slab_idle_since[s] >= IDLE_SECONDS:
             if not released and A.tape_dead:
                 _tape_compact(A)  # no entry may lead into pages that go back: none is read again
-            if mg_release_pages(A.slabs[s], SLAB_NODES * sizeof(NodeC)):
+            if mg_release_pages(A.slabs[s], MG_SLAB_BYTES):
                 A.slab_state[s] = SLAB_GONE
                 released += 1
     if released:  # a big graph is gone for good: so is the room it needed in the buffers
@@ -152,7 +152,7 @@ cdef int _backward(ArenaC* A, NodeC* root) except -1:
         sc.count = 0
         sc.nlate = 0
         sc.collecting = 0
-        root.grad = 1.0
+        mg_gp(root)[0] = 1.0
         if root.op == OP_LEAF:
             return 0
         if root.flags & F_LATE:
@@ -215,7 +215,7 @@ cdef class _LocalBackward:
         if self.head != NULL:
             # the group's rule with this output's grad alone: what the composed formula's
             # nodes would send the inputs from it (the group's other outputs are left alone)
-            mg_fused_apply(MG_GROUP(self.head), self.idx, n.grad)
+            mg_fused_apply(MG_GROUP(self.head), self.idx, mg_gp(n)[0])
         elif n.op == OP_CUSTOM and self.op != OP_CUSTOM:
             _builtin_rule(n, self.op, self.aux)  # e.g. a new _backward that calls this one
         else:
@@ -231,25 +231,25 @@ cdef void _builtin_rule(NodeC* n, uint8_t op, double aux) noexcept:
     cdef NodeC** kids = <NodeC**>n.u.kids + 1
     cdef uint32_t i, nk = mg_nkids(n)
     cdef NodeC tmp
-    cdef double g = n.grad
+    cdef double g = mg_gp(n)[0]
     if op == OP_LOCAL:
         for i in range(nk):
-            kids[i].grad += mg_local_grads(n)[i] * g
+            mg_gp(kids[i])[0] += mg_local_grads(n)[i] * g
         return
     if op == OP_DOT:
-        kids[0].grad += g
+        mg_gp(kids[0])[0] += g
         i = 1
         while i + 1 < nk:
-            kids[i].grad += kids[i + 1].data * g
-            kids[i + 1].grad += kids[i].data * g
+            mg_gp(kids[i])[0] += mg_dp(kids[i + 1])[0] * g
+            mg_gp(kids[i + 1])[0] += mg_dp(kids[i])[0] * g
             i += 2
         return
-    tmp = n[0]
+    tmp = n[0]  # (a record's copy: its grad and data are passed, as they stay in n's slab)
     tmp.op = OP_ADD if op == OP_ADDC else OP_MUL if op == OP_MULC else op  # constants: leaves now
     tmp.u.aux = aux
     tmp.a = kids[0] if nk > 0 else NULL
     tmp.v.b = kids[1] if nk > 1 else NULL
     if tmp.a != NULL and MG_ARITY[tmp.op] <= nk:
-        mg_local(&tmp)
+        mg_local_as(&tmp, g, mg_dp(n)[0])
 
 

@@ -82,23 +82,23 @@ cdef NodeC** _scratch(Py_ssize_t m) except NULL:
 # the ops as Value's methods make them (value.pxi): the same data, the same nodes
 
 cdef inline NodeC* _b_add(_Built* b, NodeC* x, NodeC* y) except NULL:   # x + y
-    return _keep(b, _mk2(ARENA, OP_ADD, x.data + y.data, x, y))
+    return _keep(b, _mk2(ARENA, OP_ADD, mg_dp(x)[0] + mg_dp(y)[0], x, y))
 
 
 cdef inline NodeC* _b_addc(_Built* b, NodeC* x, double c) except NULL:  # x + c, c + x
-    return _keep(b, _mkc(ARENA, OP_ADDC, x.data + c, x, c))
+    return _keep(b, _mkc(ARENA, OP_ADDC, mg_dp(x)[0] + c, x, c))
 
 
 cdef inline NodeC* _b_mul(_Built* b, NodeC* x, NodeC* y) except NULL:   # x * y
-    return _keep(b, _mk2(ARENA, OP_MUL, x.data * y.data, x, y))
+    return _keep(b, _mk2(ARENA, OP_MUL, mg_dp(x)[0] * mg_dp(y)[0], x, y))
 
 
 cdef inline NodeC* _b_mulc(_Built* b, NodeC* x, double c) except NULL:  # x * c
-    return _keep(b, _mkc(ARENA, OP_MULC, x.data * c, x, c))
+    return _keep(b, _mkc(ARENA, OP_MULC, mg_dp(x)[0] * c, x, c))
 
 
 cdef inline NodeC* _b_un(_Built* b, uint8_t op, NodeC* x) except NULL:  # x.exp(), x.log(), ...
-    return _keep(b, _mk1(ARENA, op, _forward1(op, x.data), x))
+    return _keep(b, _mk1(ARENA, op, _forward1(op, mg_dp(x)[0]), x))
 
 
 cdef NodeC* _b_sum(_Built* b, NodeC** xs, Py_ssize_t m, double start) except NULL:
@@ -241,11 +241,11 @@ cdef list _group_out(MgGroup* G, uint8_t kind, double* y):
 
 cdef double _max_of(MgGroup* G) noexcept:
     """max(x.data for x in xs), as the built-in compares (a NaN first stays)."""
-    cdef double top = G.x[0].data
+    cdef double top = mg_dp(G.x[0])[0]
     cdef uint32_t i
     for i in range(1, G.m):
-        if G.x[i].data > top:
-            top = G.x[i].data
+        if mg_dp(G.x[i])[0] > top:
+            top = mg_dp(G.x[i])[0]
     return top
 
 
@@ -259,7 +259,7 @@ def _f_softmax(logits):
         y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
         top = _max_of(G)
         for i in range(m):  # (no Python runs from here: the data stay as read)
-            G.e[i] = _forward1(OP_EXP, G.x[i].data + -top)
+            G.e[i] = _forward1(OP_EXP, mg_dp(G.x[i])[0] + -top)
         total = G.e[0] + 0.0
         for i in range(1, m):
             total = total + G.e[i]
@@ -285,7 +285,7 @@ def _f_log_softmax(logits):
         y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
         top = _max_of(G)
         for i in range(m):
-            y[i] = G.x[i].data + -top  # shifted
+            y[i] = mg_dp(G.x[i])[0] + -top  # shifted
         for i in range(m):
             G.e[i] = _forward1(OP_EXP, y[i])
         total = G.e[0] + 0.0
@@ -309,14 +309,14 @@ def _f_rmsnorm(xs, double eps):
     cdef uint32_t i, m = G.m
     try:
         y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
-        ss = G.x[0].data * G.x[0].data + 0.0
+        ss = mg_dp(G.x[0])[0] * mg_dp(G.x[0])[0] + 0.0
         for i in range(1, m):
-            ss = ss + G.x[i].data * G.x[i].data
+            ss = ss + mg_dp(G.x[i])[0] * mg_dp(G.x[i])[0]
         invm = _recip(<double>m)
         t = ss * invm + eps
         scale = _fpow(t, -0.5)
         for i in range(m):
-            y[i] = G.x[i].data * scale
+            y[i] = mg_dp(G.x[i])[0] * scale
         G.k[0] = t
         G.k[1] = scale
         G.k[2] = invm
@@ -342,7 +342,7 @@ cdef tuple _fused_local_grads(NodeC* n):
     else:                          # scale delta_ij + x_i d scale / d x_j
         c = -0.5 * _fpow(G.k[0], -1.5) * G.k[2] * 2.0
         for j in range(m):
-            out.append((G.k[1] if j == i else 0.0) + G.x[i].data * c * G.x[j].data)
+            out.append((G.k[1] if j == i else 0.0) + mg_dp(G.x[i])[0] * c * mg_dp(G.x[j])[0])
     return tuple(out)
 
 
@@ -404,7 +404,7 @@ def _f_map(xs, act):
         try:
             for i in range(m):  # (C only from here to the handles: the nodes stay as read)
                 a = (<Value>PySequence_Fast_ITEMS(t)[i]).c
-                mg_forward1(code, a.data, &r)  # (activations never fail)
+                mg_forward1(code, mg_dp(a)[0], &r)  # (activations never fail)
                 out[i] = _mk1(ARENA, code, r, a)
                 made += 1
         except BaseException:

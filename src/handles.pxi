@@ -127,7 +127,7 @@ cdef int _materialize(ArenaC* A, NodeC* n) except -1:
     cdef NodeC* leaf
     if n.op == OP_ADDC or n.op == OP_MULC:
         leaf = node_new(A, OP_LEAF, n.u.aux)
-        leaf.grad = n.v.cgrad  # what backward has sent the constant so far, as upstream
+        mg_gp(leaf)[0] = n.v.cgrad  # what backward has sent the constant so far, as upstream
         n.u.aux = 0.0
         n.v.b = leaf
         n.op = OP_ADD if n.op == OP_ADDC else OP_MUL
@@ -151,7 +151,7 @@ cdef object _op_text(NodeC* n):
 cdef inline Value _unary(Value self, uint8_t op):
     """op(self) for a one-child op of the table: its value, its node, its handle."""
     cdef NodeC* a = _node(self)
-    return _wrap(ARENA, _mk1(ARENA, op, _forward1(op, a.data), a))
+    return _wrap(ARENA, _mk1(ARENA, op, _forward1(op, mg_dp(a)[0]), a))
 
 
 cdef void _track_if_may_cycle(Value v, object x) noexcept:

@@ -151,7 +151,7 @@ cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
     """act(n), n being a fresh dot node nobody holds yet (freed here if this fails)."""
     cdef NodeC* out
     cdef double r
-    mg_forward1(act, n.data, &r)  # activations never fail
+    mg_forward1(act, mg_dp(n)[0], &r)  # activations never fail
     _hold(n)
     try:
         out = _mk1(A, act, r, n)
@@ -265,11 +265,11 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                     raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             for i in range(nin):  # ... then the Values' data, as the graph path reads them
                 if xin != NULL:
-                    xd[i] = xin[i].data
+                    xd[i] = mg_dp(xin[i])[0]
                     continue
                 xi = x[i]
                 if isinstance(xi, Value):
-                    xd[i] = _node(<Value>xi).data
+                    xd[i] = mg_dp(_node(<Value>xi))[0]
             if rows is not None:
                 _rows_check(A, rows, nin)
                 r = rows.r
@@ -281,9 +281,9 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                 _layer_outs(outp, noutp, nout)
             for j in range(nout):
                 row = &r.nodes[j * (nin + 1)]
-                acc = row[0].data
+                acc = mg_dp(row[0])[0]
                 for i in range(nin):
-                    acc = acc + row[1 + i].data * xd[i]
+                    acc = acc + mg_dp(row[1 + i])[0] * xd[i]
                 if code != OP_LEAF:
                     mg_forward1(code, acc, &acc)
                 _layer_put(A, out, outp, noutp, j, node_new(A, OP_LEAF, acc))
@@ -292,13 +292,14 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
             if r != NULL:
                 rows_decref(A, r)
         return out
-    call = <MgCall*>PyMem_Malloc(sizeof(MgCall) + (nin if nin else 1) * sizeof(NodeC*))
+    call = <MgCall*>PyMem_Malloc(mg_call_size(nin))
     if call == NULL:
         raise MemoryError()
     call.refcnt = 1  # ours while the nodes are made
     call.rows = NULL  # set once the inputs are in (call_decref allows NULL)
     call.pass_ = 0
     call.nin = 0
+    call.xd = <double**>(&call.x[nin if nin else 1])
     try:
         for i in range(nin):
             if xin != NULL:
@@ -313,6 +314,7 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                     raise TypeError(f"inputs must be Values or real numbers, not {type(xi).__name__!r}")
             node_link(xi_node)
             call.x[i] = xi_node
+            call.xd[i] = mg_dp(xi_node)
             call.nin += 1
         if rows is not None:
             _rows_check(A, rows, nin)
@@ -330,10 +332,10 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
                 if r.contig == nout or _rows_contig4(r, j):
-                    mg_rows_dot_contig(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
+                    mg_rows_dot_contig(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.xd,
                                        <uint32_t>min(4, nout - j), sums)
                 else:
-                    mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.x,
+                    mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.xd,
                                 <uint32_t>min(4, nout - j), sums)
             row = &r.nodes[j * (nin + 1)]
             acc = sums[j % 4]

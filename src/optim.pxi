@@ -88,14 +88,14 @@ def _sgd_step(params, double lr, double momentum, double weight_decay, double[::
         return
     for i in range(m):
         p = pk.nodes[i]
-        g = p.grad
+        g = mg_gp(p)[0]
         if weight_decay != 0.0:
-            g = g + weight_decay * p.data
+            g = g + weight_decay * mg_dp(p)[0]
         if momentum != 0.0:
             if started:
                 g = momentum * buf[i] + g
             buf[i] = g
-        p.data = p.data - lr * g
+        mg_dp(p)[0] = mg_dp(p)[0] - lr * g
 
 
 @cython.boundscheck(False)
@@ -115,12 +115,12 @@ def _adam_step(params, double lr, double beta1, double beta2, double eps, double
         raise ValueError(f"Adam state holds {min(m.shape[0], v.shape[0])} values for {k} parameters")
     for i in range(k):
         p = pk.nodes[i]
-        g = p.grad
+        g = mg_gp(p)[0]
         if weight_decay != 0.0:
-            g = g + weight_decay * p.data
+            g = g + weight_decay * mg_dp(p)[0]
         m[i] = beta1 * m[i] + (1.0 - beta1) * g
         v[i] = beta2 * v[i] + (1.0 - beta2) * (g * g)
         denom = sqrt(v[i]) / bc2_sqrt + eps
-        p.data = p.data - step * (m[i] / denom)
+        mg_dp(p)[0] = mg_dp(p)[0] - step * (m[i] / denom)
 
 

@@ -12,8 +12,8 @@ def _arena_stats():
     cdef Py_ssize_t s, gone = 0
     for s in range(ARENA.nslabs):
         gone += ARENA.slab_state[s] == SLAB_GONE
-    return {"live": ARENA.live, "slabs": ARENA.nslabs, "bytes": ARENA.nslabs * SLAB_NODES * sizeof(NodeC),
-            "node_bytes": sizeof(NodeC), "slabs_given_back": gone}
+    return {"live": ARENA.live, "slabs": ARENA.nslabs, "bytes": ARENA.nslabs * MG_SLAB_BYTES,
+            "node_bytes": MG_NODE_BYTES, "slabs_given_back": gone}
 
 
 def _arena_index(Value v not None):

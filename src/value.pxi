@@ -212,20 +212,22 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
     @property
     def data(self):
         """The scalar value (a float)."""
-        return _node(self).data
+        return mg_dp(_node(self))[0]
 
     @data.setter
     def data(self, value):
-        _node(self).data = _num(value, "data")
+        cdef double d = _num(value, "data")  # first: its __float__ may run Python (_arena.h)
+        mg_dp(_node(self))[0] = d
 
     @property
     def grad(self):
         """The gradient accumulated by backward() (a float)."""
-        return _node(self).grad
+        return mg_gp(_node(self))[0]
 
     @grad.setter
     def grad(self, value):
-        _node(self).grad = _num(value, "grad")
+        cdef double d = _num(value, "grad")  # first: its __float__ may run Python (_arena.h)
+        mg_gp(_node(self))[0] = d
 
     @property
     def label(self):
@@ -357,11 +359,11 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if isinstance(other, Value):
             a = _node(self)
             b = _node(<Value>other)
-            return _wrap(ARENA, _mk2(ARENA, OP_ADD, a.data + b.data, a, b))
+            return _wrap(ARENA, _mk2(ARENA, OP_ADD, mg_dp(a)[0] + mg_dp(b)[0], a, b))
         if not _real(other, &x):  # first: its __float__ may run Python (see _arena.h)
             return NotImplemented
         a = _node(self)
-        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + x, a, x))
+        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, mg_dp(a)[0] + x, a, x))
 
     def __radd__(self, other):  # other + self
         cdef NodeC* a
@@ -369,7 +371,7 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if not _real(other, &x):
             return NotImplemented
         a = _node(self)
-        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + x, a, x))
+        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, mg_dp(a)[0] + x, a, x))
 
     def __mul__(self, other):
         cdef NodeC* a
@@ -378,11 +380,11 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if isinstance(other, Value):
             a = _node(self)
             b = _node(<Value>other)
-            return _wrap(ARENA, _mk2(ARENA, OP_MUL, a.data * b.data, a, b))
+            return _wrap(ARENA, _mk2(ARENA, OP_MUL, mg_dp(a)[0] * mg_dp(b)[0], a, b))
         if not _real(other, &x):  # first: its __float__ may run Python (see _arena.h)
             return NotImplemented
         a = _node(self)
-        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, mg_dp(a)[0] * x, a, x))
 
     def __rmul__(self, other):  # other * self
         cdef NodeC* a
@@ -390,11 +392,11 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if not _real(other, &x):
             return NotImplemented
         a = _node(self)
-        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, mg_dp(a)[0] * x, a, x))
 
     def __neg__(self):  # -self
         cdef NodeC* a = _node(self)
-        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * -1.0, a, -1.0))
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, mg_dp(a)[0] * -1.0, a, -1.0))
 
     def __sub__(self, other):  # self + (-other)
         cdef NodeC* a = _node(self)
@@ -404,16 +406,16 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         cdef double x
         if isinstance(other, Value):
             b = _node(<Value>other)
-            neg = _hold(_mkc(ARENA, OP_MULC, b.data * -1.0, b, -1.0))
+            neg = _hold(_mkc(ARENA, OP_MULC, mg_dp(b)[0] * -1.0, b, -1.0))
             try:
-                n = _mk2(ARENA, OP_ADD, a.data + neg.data, a, neg)
+                n = _mk2(ARENA, OP_ADD, mg_dp(a)[0] + mg_dp(neg)[0], a, neg)
             finally:
                 node_decref(ARENA, neg)
             return _wrap(ARENA, n)
         if not _real(other, &x):
             return NotImplemented
         a = _node(self)  # again: other's __float__ may have re-initialised self
-        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, a.data + -x, a, -x))
+        return _wrap(ARENA, _mkc(ARENA, OP_ADDC, mg_dp(a)[0] + -x, a, -x))
 
     def __rsub__(self, other):  # (-self) + other
         cdef NodeC* a = _node(self)
@@ -423,9 +425,9 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if not _real(other, &x):
             return NotImplemented
         a = _node(self)  # again: other's __float__ may have re-initialised self
-        neg = _hold(_mkc(ARENA, OP_MULC, a.data * -1.0, a, -1.0))
+        neg = _hold(_mkc(ARENA, OP_MULC, mg_dp(a)[0] * -1.0, a, -1.0))
         try:
-            n = _mkc(ARENA, OP_ADDC, neg.data + x, neg, x)
+            n = _mkc(ARENA, OP_ADDC, mg_dp(neg)[0] + x, neg, x)
         finally:
             node_decref(ARENA, neg)
         return _wrap(ARENA, n)
@@ -438,11 +440,11 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         cdef double x
         if isinstance(other, Value):
             b = _node(<Value>other)
-            x = _recip(b.data)
+            x = _recip(mg_dp(b)[0])
             inv = _hold(_mkc(ARENA, OP_POWC, x, b, -1.0))
             inv.flags |= F_INTEXP
             try:
-                n = _mk2(ARENA, OP_MUL, a.data * inv.data, a, inv)
+                n = _mk2(ARENA, OP_MUL, mg_dp(a)[0] * mg_dp(inv)[0], a, inv)
             finally:
                 node_decref(ARENA, inv)
             return _wrap(ARENA, n)
@@ -450,7 +452,7 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
             return NotImplemented
         a = _node(self)  # again: other's __float__ may have re-initialised self
         x = _recip(x)
-        return _wrap(ARENA, _mkc(ARENA, OP_MULC, a.data * x, a, x))
+        return _wrap(ARENA, _mkc(ARENA, OP_MULC, mg_dp(a)[0] * x, a, x))
 
     def __rtruediv__(self, other):  # self**-1 * other
         cdef NodeC* a = _node(self)
@@ -460,10 +462,10 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if not _real(other, &x):
             return NotImplemented
         a = _node(self)  # again: other's __float__ may have re-initialised self
-        inv = _hold(_mkc(ARENA, OP_POWC, _recip(a.data), a, -1.0))
+        inv = _hold(_mkc(ARENA, OP_POWC, _recip(mg_dp(a)[0]), a, -1.0))
         inv.flags |= F_INTEXP
         try:
-            n = _mkc(ARENA, OP_MULC, inv.data * x, inv, x)
+            n = _mkc(ARENA, OP_MULC, mg_dp(inv)[0] * x, inv, x)
         finally:
             node_decref(ARENA, inv)
         return _wrap(ARENA, n)
@@ -477,11 +479,11 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
             return NotImplemented
         if isinstance(other, Value):
             b = _node(<Value>other)
-            return _wrap(ARENA, _mk2(ARENA, OP_POW, _fpow(a.data, b.data), a, b))
+            return _wrap(ARENA, _mk2(ARENA, OP_POW, _fpow(mg_dp(a)[0], mg_dp(b)[0]), a, b))
         if not _real(other, &x):
             return NotImplemented
         a = _node(self)  # again: other's __float__ may have re-initialised self
-        n = _mkc(ARENA, OP_POWC, _fpow(a.data, x), a, x)
+        n = _mkc(ARENA, OP_POWC, _fpow(mg_dp(a)[0], x), a, x)
         if PyLong_CheckExact(other):
             n.flags |= F_INTEXP
         v = _wrap(ARENA, n)
@@ -501,7 +503,7 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
         if mod is not None or not _real(other, &x):
             return NotImplemented
         a = _node(self)  # again: other's __float__ may have re-initialised self
-        d = _fpow(x, a.data)
+        d = _fpow(x, mg_dp(a)[0])
         base = _hold(node_new(ARENA, OP_LEAF, x))
         try:
             n = _mk2(ARENA, OP_POW, d, base, a)
@@ -539,14 +541,14 @@ child, microgpt's form) whose rule adds local_grad * out.grad to each child."""
 
     def __repr__(self):
         cdef NodeC* n = _node(self)
-        return f"Value(data={n.data!r}, grad={n.grad!r})"
+        return f"Value(data={mg_dp(n)[0]!r}, grad={mg_gp(n)[0]!r})"
 
     def __reduce__(self):
         # a Value pickles as a leaf: its data, grad, label and attributes (the graph is not saved)
         cdef NodeC* n = _node(self)
         if mg_has_attrs(<PyObject*>self):
-            return (_rebuild, (n.data, n.grad, self.label), mg_attrs_copy(<PyObject*>self))
-        return (_rebuild, (n.data, n.grad, self.label))
+            return (_rebuild, (mg_dp(n)[0], mg_gp(n)[0], self.label), mg_attrs_copy(<PyObject*>self))
+        return (_rebuild, (mg_dp(n)[0], mg_gp(n)[0], self.label))
 
     def __setstate__(self, state):
         """The attributes of a pickled Value (set one by one, as v.name = value would)."""
