@@ -533,11 +533,10 @@ def _layer(ws: Sequence[Sequence[Value]], bs: Optional[Sequence[Value]], x: Sequ
                 raise TypeError(f"weights must be Values, not {type(wi).__name__!r}")
         if not isinstance(b, Value):
             raise TypeError(f"biases must be Values, not {type(b).__name__!r}")
-        v = _dot_node(b, w, xs)
-        fn = _ACTS[act]
-        if fn is not None:
-            v = fn(v)
-        out.append(v)
+        out.append(_dot_node(b, w, xs))
+    fn = _ACTS[act]
+    if fn is not None:  # the activations after every dot node, in the compiled engine's order
+        out = [fn(v) for v in out]
     return out
 
 

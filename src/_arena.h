@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "_ops.h"
 
@@ -176,6 +177,9 @@ typedef struct {
                              after w_ji, as a Neuron's are when made in a row): their loops step
                              through the nodes instead of loading a pointer each. Set once packed
                              (nodes never move): MG_ROWS_CONTIG(r)[j] for row j, 0 or 1 */
+    uint32_t apart;       /* every row contig and no node in two places (no bias is a weight,
+                             no weight in two rows): a rule may run several rows at once */
+    NodeC *lo, *hi;       /* with apart: the lowest and the highest of the nodes */
     NodeC *nodes[1];      /* nout*(nin+1) of them */
 } MgRows;
 
@@ -188,7 +192,73 @@ static inline size_t mg_rows_size(size_t nin, size_t nout) {
     return sizeof(MgRows) + (count ? count : 1) * sizeof(NodeC *) + nout;
 }
 
-/* set r's row flags from its nodes; contig = how many rows are consecutive */
+typedef struct {
+    NodeC *p;
+    size_t len;
+} MgSpan;
+
+static int mg_ptr_cmp(const void *x, const void *y) {
+    const NodeC *a = *(NodeC *const *)x, *b = *(NodeC *const *)y;
+    return a < b ? -1 : a > b;
+}
+
+static int mg_span_cmp(const void *x, const void *y) {
+    const NodeC *a = ((const MgSpan *)x)->p, *b = ((const MgSpan *)y)->p;
+    return a < b ? -1 : a > b;
+}
+
+/* the span of sp[0 .. k) (sorted, apart) that holds node p, or NULL */
+static const MgSpan *mg_span_find(const MgSpan *sp, size_t k, const NodeC *p) {
+    size_t lo = 0, hi = k;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (p < sp[mid].p) hi = mid;
+        else if (p >= sp[mid].p + sp[mid].len) lo = mid + 1;
+        else return sp + mid;
+    }
+    return NULL;
+}
+
+/* r.apart, lo and hi (see MgRows): the rows' weight runs sorted by address, no two
+ * overlapping, and no bias among them (biases may be one node: functional.linear's shared 0.0
+ * leaf gets its rows' grads in the same order either way). 0 when a row is not contig or
+ * there is no memory for the sort. */
+static void mg_rows_apart(MgRows *r) {
+    const size_t st = (size_t)r->nin + 1, nout = r->nout;
+    MgSpan *sp;
+    NodeC *lo, *hi, *b;
+    size_t j;
+    r->apart = 0;
+    r->lo = r->hi = NULL;
+    if (r->contig != r->nout || nout == 0) return;
+    sp = (MgSpan *)PyMem_Malloc(nout * sizeof(MgSpan));
+    if (sp == NULL) return;
+    for (j = 0; j < nout; j++) {
+        sp[j].p = r->nodes[j * st + 1];
+        sp[j].len = r->nin;
+    }
+    lo = hi = r->nodes[0];
+    if (r->nin != 0) {
+        qsort(sp, nout, sizeof(MgSpan), mg_span_cmp);
+        for (j = 1; j < nout; j++)
+            if (sp[j - 1].p + sp[j - 1].len > sp[j].p) goto done;
+        if (sp[0].p < lo) lo = sp[0].p;
+        if (sp[nout - 1].p + (sp[nout - 1].len - 1) > hi) hi = sp[nout - 1].p + (sp[nout - 1].len - 1);
+    }
+    for (j = 0; j < nout; j++) {
+        b = r->nodes[j * st];
+        if (r->nin != 0 && mg_span_find(sp, nout, b) != NULL) goto done;
+        if (b < lo) lo = b;
+        if (b > hi) hi = b;
+    }
+    r->apart = 1;
+    r->lo = lo;
+    r->hi = hi;
+done:
+    PyMem_Free(sp);
+}
+
+/* set r's row flags from its nodes; contig = how many rows are consecutive; then apart */
 static inline void mg_rows_contig(MgRows *r) {
     const size_t st = (size_t)r->nin + 1;
     uint8_t *flags = MG_ROWS_CONTIG(r);
@@ -201,6 +271,30 @@ static inline void mg_rows_contig(MgRows *r) {
             if (row[1 + i] != row[1] + i) { flags[j] = 0; break; }
         r->contig += flags[j];
     }
+    mg_rows_apart(r);
+}
+
+/* 1 if the n nodes of x are distinct and none lies among r's (r->apart) nodes, [lo, hi]: then
+ * a rule may run several of r's rows at once over x (mg_rule_dot4). Addresses that rise, as a
+ * layer's outputs made one after another do, need no sort. */
+static int mg_inputs_apart(const MgRows *r, NodeC *const *x, size_t n) {
+    size_t i;
+    NodeC **t;
+    int ok = 1;
+    if (!r->apart) return 0;
+    for (i = 0; i < n; i++)
+        if (x[i] >= r->lo && x[i] <= r->hi) return 0;
+    for (i = 1; i < n; i++)
+        if (x[i] <= x[i - 1]) break;
+    if (i >= n) return 1;
+    t = (NodeC **)PyMem_Malloc(n * sizeof(NodeC *));
+    if (t == NULL) return 0;
+    memcpy(t, x, n * sizeof(NodeC *));
+    qsort(t, n, sizeof(NodeC *), mg_ptr_cmp);
+    for (i = 1; i < n; i++)
+        if (t[i] == t[i - 1]) { ok = 0; break; }
+    PyMem_Free(t);
+    return ok;
 }
 
 /* One call of a layer: its inputs, each linked once, shared by the call's nout dot nodes.
@@ -210,6 +304,7 @@ typedef struct {
     MgRows *rows;         /* one reference */
     uint64_t pass;        /* the backward pass that last marked the inputs */
     uint32_t nin;
+    uint32_t apart;       /* mg_inputs_apart(rows, x, nin): the rule may run 4 rows at once */
     double **xd;          /* the inputs' data (mg_dp), after x in the same block */
     NodeC *x[1];          /* nin of them */
 } MgCall;

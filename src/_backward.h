@@ -119,6 +119,60 @@ MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pen
         mg_mark_dot(s, n, pending);
 }
 
+/* Four dot nodes of one call, rows j, j-1, j-2, j-3 (n[0] .. n[3], consecutive on the tape),
+ * whose call is apart (MgCall.apart: every row contig, no node in two places, no input among
+ * the rows' nodes, no input twice), with grads g[0] .. g[3]: what mg_rule_dot of each, in that
+ * order, would do, in one pass over the inputs. Every weight and bias gets its one part as
+ * before; input i gets row j's part, then row j-1's, ..., added in that order: the same bits. */
+static void mg_rule_dot4(NodeC *const *n, const double *g) {
+    NodeC **row = MG_ROW(n[0]);
+    double *const *xd = MG_CALL(n[0])->xd;
+    const size_t st = (size_t)MG_CALL(n[0])->nin + 1;
+    uint32_t i, m = MG_CALL(n[0])->nin;
+    const double g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+    double *w0, *w1, *w2, *w3, xv, t;
+    MG_G(row[0]) += g0;
+    MG_G(row[-(ptrdiff_t)st]) += g1;
+    MG_G(row[-2 * (ptrdiff_t)st]) += g2;
+    MG_G(row[-3 * (ptrdiff_t)st]) += g3;
+    if (m == 0) return;
+    w0 = mg_dp(row[1]);
+    w1 = mg_dp(row[1 - (ptrdiff_t)st]);
+    w2 = mg_dp(row[1 - 2 * (ptrdiff_t)st]);
+    w3 = mg_dp(row[1 - 3 * (ptrdiff_t)st]);
+    for (i = 0; i < m; i++) {
+        double *x = xd[i];
+        xv = x[0];
+        t = x[MG_GSTEP];
+        w0[MG_GSTEP + i] += xv * g0;
+        t += w0[i] * g0;
+        w1[MG_GSTEP + i] += xv * g1;
+        t += w1[i] * g1;
+        w2[MG_GSTEP + i] += xv * g2;
+        t += w2[i] * g2;
+        w3[MG_GSTEP + i] += xv * g3;
+        t += w3[i] * g3;
+        x[MG_GSTEP] = t;
+    }
+}
+
+/* n (a dot node met at tape entry i, marked for this pass) and the three entries below it are
+ * rows j .. j-3 of one apart call, all marked and run by this pass: 1, with them in q[1..3] */
+MG_ALWAYS_INLINE int mg_dot4_ready(NodeC *n, NodeC *const *q, uint16_t ep) {
+    MgCall *c = MG_CALL(n);
+    NodeC **row = MG_ROW(n);
+    const size_t st = (size_t)c->nin + 1;
+    int k;
+    if (!c->apart || row - c->rows->nodes < 3 * (ptrdiff_t)st) return 0;
+    for (k = 1; k <= 3; k++) {
+        NodeC *p = q[k];
+        if (p->op != OP_DOT || p->epoch != ep || (p->flags & F_LATE) || MG_CALL(p) != c ||
+            MG_ROW(p) != row - k * (ptrdiff_t)st)
+            return 0;
+    }
+    return 1;
+}
+
 /* LOCAL's rule: child i gets local_grads[i] * g, as microgpt's Value does */
 MG_ALWAYS_INLINE void mg_rule_local(NodeC *n, double g, MgScan *s, Py_ssize_t *pending) {
     NodeC **kids = (NodeC **)n->u.kids + 1;
@@ -192,21 +246,27 @@ static void mg_mark_kids(MgScan *s, NodeC *n, Py_ssize_t *pending) {
 static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssize_t budget) {
     Py_ssize_t i = s->pos, pending = s->pending, work = 0, met = 0, j;
     const uint16_t ep = s->ep;
-    int collecting = s->collecting;
-    NodeC *n, *ahead[MG_AHEAD];
+    int collecting = s->collecting, k;
+    NodeC *n, *ahead[MG_AHEAD], *q[4];
+    double g[4];
     for (j = 0; j < MG_AHEAD && i - j >= 0; j++) {
         ahead[(i - j) & (MG_AHEAD - 1)] = MG_NODE(slabs, tape[i - j]);
         MG_PREFETCH_W(ahead[(i - j) & (MG_AHEAD - 1)]);
     }
+/* the node at entry i from the ring, and the ring refilled from entry i - MG_AHEAD */
+#define MG_NEXT(out)                                                                          \
+    do {                                                                                      \
+        (out) = ahead[i & (MG_AHEAD - 1)];                                                    \
+        if (i >= MG_AHEAD) {                                                                  \
+            NodeC *p_ = MG_NODE(slabs, tape[i - MG_AHEAD]);                                   \
+            ahead[i & (MG_AHEAD - 1)] = p_;                                                   \
+            MG_PREFETCH_W(p_);                                                                \
+            MG_PREFETCH_R(mg_gp(p_));                                                         \
+        }                                                                                     \
+        i--;                                                                                  \
+    } while (0)
     while (pending > 0 && i >= 0) {
-        n = ahead[i & (MG_AHEAD - 1)];
-        if (i >= MG_AHEAD) {
-            NodeC *p = MG_NODE(slabs, tape[i - MG_AHEAD]);
-            ahead[i & (MG_AHEAD - 1)] = p;
-            MG_PREFETCH_W(p);
-            MG_PREFETCH_R(mg_gp(p));
-        }
-        i--;
+        MG_NEXT(n);
         if (n->epoch != ep || (n->flags & F_LATE))
             continue;
         n->epoch = 0;
@@ -223,12 +283,35 @@ static int mg_scan(MgScan *s, const uint32_t *tape, NodeC *const *slabs, Py_ssiz
             n->refcnt++;  /* held while collected (released by the caller) */
             if (n->flags & F_PINNED) Py_INCREF(n->handle);
             s->order[s->count++] = n;
+        } else if (n->op == OP_DOT && i >= 2) {
+            /* a layer's dot nodes sit side by side on the tape (kernels.pxi makes a call's
+             * dots before its activations): four rows at once when they may be */
+            q[0] = n;
+            for (k = 1; k <= 3; k++)
+                q[k] = ahead[(i + 1 - k) & (MG_AHEAD - 1)];
+            if (mg_dot4_ready(n, q, ep)) {
+                for (k = 0; k < 4; k++)
+                    g[k] = MG_G(q[k]);
+                mg_rule_dot4(q, g);
+                mg_mark_dot(s, n, &pending);
+                for (k = 1; k <= 3; k++) {
+                    MG_NEXT(n);  /* (n is q[k]) */
+                    n->epoch = 0;
+                    pending--;
+                    work += 1 + mg_nkids(n);
+                    met++;
+                    mg_mark_dot(s, n, &pending);
+                }
+            } else {
+                mg_rule(n, s, ep, &pending);
+            }
         } else {
             mg_rule(n, s, ep, &pending);
         }
         if (work >= budget)
             break;
     }
+#undef MG_NEXT
     s->collecting = collecting;
     s->looked += s->pos - i;
     s->met += met;

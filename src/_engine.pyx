@@ -45,7 +45,7 @@ from _arena cimport (
     MG_HAS_ARRAY, mg_local_grads,
     mg_kid, MG_ROW, MG_CALL, MG_NODE, MG_GROUP, MG_IS_FOUT, MG_ROWS_CONTIG, mg_rows_size,
     mg_rows_contig, MG_GSTEP, MG_SLAB_BYTES, MG_NODE_BYTES, mg_dp, mg_gp, mg_slab_alloc,
-    mg_call_size,
+    mg_call_size, mg_inputs_apart,
 )
 from _backward cimport MgScan, mg_local, mg_local_as, mg_scan, mg_fused_apply
 from _kernels cimport mg_rows_dot, mg_rows_dot_contig, MgRun, mg_runs_zero_grad, mg_runs_sgd

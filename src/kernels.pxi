@@ -147,19 +147,6 @@ cdef int _rows_check(ArenaC* A, _Rows rw, Py_ssize_t nin) except -1:
     return 0
 
 
-cdef NodeC* _act_node(ArenaC* A, uint8_t act, NodeC* n) except NULL:
-    """act(n), n being a fresh dot node nobody holds yet (freed here if this fails)."""
-    cdef NodeC* out
-    cdef double r
-    mg_forward1(act, mg_dp(n)[0], &r)  # activations never fail
-    _hold(n)
-    try:
-        out = _mk1(A, act, r, n)
-    finally:
-        node_decref(A, n)
-    return out
-
-
 cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint* plain) except NULL:
     """ws and bs packed in one pass into a fresh row block (count 1, the caller's): what _layer
     uses once, with no _Rows to keep. Only C runs here (no item is converted, so lists are read
@@ -254,6 +241,8 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
     cdef double* xd = NULL
     cdef bint plain
     cdef uintptr_t leafgen
+    cdef NodeC** dots = NULL  # with an activation: the dot nodes, held until it is applied
+    cdef Py_ssize_t ndots = 0
     if not A.grad_enabled:  # no graph: plain numbers in, leaves out
         xd = <double*>PyMem_Malloc((nin if nin else 1) * sizeof(double))
         if xd == NULL:
@@ -326,9 +315,14 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
             r = _rows_direct(A, ws, bs, nin, &plain)
             leafgen = A.leafgen
         call.rows = r  # (the call's reference to r from here)
+        call.apart = mg_inputs_apart(r, call.x, <size_t>nin)
         nout = r.nout
         if outp != NULL:
             _layer_outs(outp, noutp, nout)
+        if code != OP_LEAF:  # the dot nodes first, side by side on the tape (mg_scan runs
+            dots = <NodeC**>PyMem_Malloc((nout if nout else 1) * sizeof(NodeC*))  # four at once)
+            if dots == NULL:
+                raise MemoryError()
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
                 if r.contig == nout or _rows_contig4(r, j):
@@ -348,10 +342,17 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                 # anywhere becomes a user-defined op (A.leafgen moves on; this no longer holds)
                 n.flags |= F_WLEAVES
                 n.v.leafgen = leafgen
-            if code != OP_LEAF:
-                n = _act_node(A, code, n)
-            _layer_put(A, out, outp, noutp, j, n)
+            if dots == NULL:
+                _layer_put(A, out, outp, noutp, j, n)
+            else:
+                dots[j] = _hold(n)
+                ndots += 1
+        for j in range(ndots):  # then the activations (never fail), each over its dot node
+            mg_forward1(code, mg_dp(dots[j])[0], &d)
+            _layer_put(A, out, outp, noutp, j, _mk1(A, code, d, dots[j]))
     finally:
+        if dots != NULL:
+            _release_nodes(A, dots, ndots)
         call_decref(A, call)
     return out if outp == NULL else None
 

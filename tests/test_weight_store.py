@@ -223,6 +223,87 @@ def test_a_layer_fed_its_own_weights(engines):
     assert results[0] == results[1]
 
 
+@st.composite
+def wide_layers(draw):
+    """Layers wide enough for backward's four-rows-at-once path, with the cases it must leave
+    to the one-row path: an input twice, a weight or bias as an input, a row used twice,
+    rows that overlap (shifted slices of one list), a bias shared by every row."""
+    nin = draw(st.integers(0, 6))
+    nout = draw(st.integers(1, 13))
+    rows = draw(st.sampled_from(["own", "twice", "shifted"]))
+    inputs = draw(st.lists(st.sampled_from(["fresh", "again", "weight", "bias"]),
+                           min_size=nin, max_size=nin))
+    bias = draw(st.sampled_from(["own", "none", "shared"]))
+    act = draw(st.sampled_from(ACTS))
+    seed = draw(st.integers(0, 2**32 - 1))
+    return nin, nout, rows, inputs, bias, act, seed
+
+
+def _wide(E, nin, nout, rows, inputs, bias, act, seed):
+    rng = random.Random(seed)
+    flat = [E.Value(rng.uniform(-1, 1)) for _ in range(nin * nout + nout + 3)]
+    if rows == "own":
+        ws = [flat[j * nin:(j + 1) * nin] for j in range(nout)]
+    elif rows == "twice":  # every row listed twice: each weight in two rows
+        half = [flat[j * nin:(j + 1) * nin] for j in range((nout + 1) // 2)]
+        ws = [half[j // 2] for j in range(nout)]
+    else:  # row j starts one weight after row j-1: the rows overlap
+        ws = [flat[j:j + nin] for j in range(nout)]
+    bs = ([E.Value(rng.uniform(-1, 1)) for _ in range(nout)] if bias == "own"
+          else [E.Value(0.25)] * nout if bias == "shared" else None)
+    xs = []
+    for kind in inputs:
+        if kind == "again" and xs:
+            xs.append(xs[rng.randrange(len(xs))])
+        elif kind == "weight" and nin:
+            xs.append(ws[rng.randrange(nout)][rng.randrange(nin)])
+        elif kind == "bias" and bs is not None:
+            xs.append(bs[rng.randrange(nout)])
+        else:
+            xs.append(E.Value(rng.uniform(-1, 1)))
+    out = E._layer(ws, bs, xs, act)
+    loss = E._dot(E.Value(0.0), out, [E.Value(rng.uniform(-1, 1)) for _ in out])
+    loss.backward()
+    params = flat + (list(bs) if bs is not None else [])
+    return ([loss.data] + [p.grad for p in params] + [x.grad for x in xs]
+            + [o.data for o in out])
+
+
+@settings(max_examples=150, deadline=None)
+@given(wide_layers())
+def test_wide_layers_agree_bit_for_bit(engines, case):
+    # the compiled engine runs four rows of an apart call at once; every case, apart or not,
+    # gives the pure engine's bits
+    results = [_wide(E, *case) for E in engines]
+    assert results[0] == results[1]
+
+
+def test_an_mlp_after_its_weights_change(engines):
+    # w.data = ... and a re-initialised weight (Value.__init__ again): the four-row path reads
+    # the new data, and a weight whose node became an op is no longer a plain leaf
+    results = []
+    for E in engines:
+        rng = random.Random(5)
+        ws = [[E.Value(rng.uniform(-1, 1)) for _ in range(5)] for _ in range(9)]
+        bs = [E.Value(0.0) for _ in ws]
+        rows = E._rows(ws, bs)
+        xs = [E.Value(rng.uniform(-1, 1)) for _ in range(5)]
+        got = []
+        for k in range(3):
+            if k == 1:
+                ws[3][2].data = 0.75
+            if k == 2:
+                ws[6][1].__init__(-0.5)
+            out = E._layer_rows(rows, xs, "tanh")
+            for row in ws:
+                for w in row:
+                    w.grad = 0.0
+            E._dot(E.Value(0.0), out, out).backward()
+            got += [w.grad for row in ws for w in row] + [x.grad for x in xs]
+        results.append(got)
+    assert results[0] == results[1]
+
+
 SCRIPT = textwrap.dedent("""
     import json, pickle, random, sys
     from micrograd import IMPLEMENTATION, MLP, Value, losses, optim
