@@ -242,6 +242,7 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
     cdef bint plain
     cdef uintptr_t leafgen
     cdef NodeC** dots = NULL  # with an activation: the dot nodes, held until it is applied
+    cdef NodeC* few[64]       # (dots for up to 64 rows: no allocation)
     cdef Py_ssize_t ndots = 0
     if not A.grad_enabled:  # no graph: plain numbers in, leaves out
         xd = <double*>PyMem_Malloc((nin if nin else 1) * sizeof(double))
@@ -320,8 +321,8 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
         if outp != NULL:
             _layer_outs(outp, noutp, nout)
         if code != OP_LEAF:  # the dot nodes first, side by side on the tape (mg_scan runs
-            dots = <NodeC**>PyMem_Malloc((nout if nout else 1) * sizeof(NodeC*))  # four at once)
-            if dots == NULL:
+            dots = &few[0] if nout <= 64 else <NodeC**>PyMem_Malloc(nout * sizeof(NodeC*))
+            if dots == NULL:  # (four at once)
                 raise MemoryError()
         for j in range(nout):
             if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
@@ -351,8 +352,10 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
             mg_forward1(code, mg_dp(dots[j])[0], &d)
             _layer_put(A, out, outp, noutp, j, _mk1(A, code, d, dots[j]))
     finally:
-        if dots != NULL:
-            _release_nodes(A, dots, ndots)
+        for j in range(ndots):
+            node_decref(A, dots[j])
+        if dots != &few[0]:
+            PyMem_Free(dots)
         call_decref(A, call)
     return out if outp == NULL else None
 
