@@ -27,6 +27,11 @@
 #define MG_PREFETCH_R(p) ((void)0)
 #endif
 #define MG_DOT_AHEAD 8
+#if defined(__GNUC__) || defined(__clang__) || defined(_MSC_VER)
+#define MG_RESTRICT __restrict  /* (C99's restrict, also in C++ and MSVC) */
+#else
+#define MG_RESTRICT
+#endif
 #if defined(__clang__)  /* a short loop over a row's weights: its counting costs as much as it */
 #define MG_UNROLL4 _Pragma("unroll 4")
 #elif defined(__GNUC__)
@@ -177,8 +182,10 @@ typedef struct {
                              after w_ji, as a Neuron's are when made in a row): their loops step
                              through the nodes instead of loading a pointer each. Set once packed
                              (nodes never move): MG_ROWS_CONTIG(r)[j] for row j, 0 or 1 */
-    uint32_t apart;       /* every row contig and no node in two places (no bias is a weight,
-                             no weight in two rows): a rule may run several rows at once */
+    uint32_t apart;       /* no node in two places (no bias is a weight, no weight in two rows):
+                             a rule may run several rows at once */
+    uint32_t nspans;
+    struct MgSpan_ *spans;  /* with apart: the rows' nodes as sorted spans (mg_rows_apart) */
     NodeC *lo, *hi;       /* with apart: the lowest and the highest of the nodes */
     NodeC *nodes[1];      /* nout*(nin+1) of them */
 } MgRows;
@@ -192,9 +199,12 @@ static inline size_t mg_rows_size(size_t nin, size_t nout) {
     return sizeof(MgRows) + (count ? count : 1) * sizeof(NodeC *) + nout;
 }
 
-typedef struct {
+/* a run of len consecutive records from p: a row's weights, or one bias (bias 1; several rows
+ * may share one bias node) */
+typedef struct MgSpan_ {
     NodeC *p;
-    size_t len;
+    uint32_t len;
+    uint32_t bias;
 } MgSpan;
 
 static int mg_ptr_cmp(const void *x, const void *y) {
@@ -219,43 +229,50 @@ static const MgSpan *mg_span_find(const MgSpan *sp, size_t k, const NodeC *p) {
     return NULL;
 }
 
-/* r.apart, lo and hi (see MgRows): the rows' weight runs sorted by address, no two
- * overlapping, and no bias among them (biases may be one node: functional.linear's shared 0.0
- * leaf gets its rows' grads in the same order either way). 0 when a row is not contig or
- * there is no memory for the sort. */
+/* r.apart, spans, lo and hi (see MgRows): each row's weights as maximal runs of consecutive
+ * records, and each bias, sorted by address; apart when no two overlap (but biases that are
+ * one node: functional.linear's shared 0.0 leaf gets its rows' grads in the same order either
+ * way). 0 when there is no memory for them. The spans are freed with r (rows_decref). */
 static void mg_rows_apart(MgRows *r) {
-    const size_t st = (size_t)r->nin + 1, nout = r->nout;
+    const size_t st = (size_t)r->nin + 1, nout = r->nout, nin = r->nin;
     MgSpan *sp;
-    NodeC *lo, *hi, *b;
-    size_t j;
+    size_t j, i, k = 0, count = 0;
     r->apart = 0;
+    r->nspans = 0;
     r->lo = r->hi = NULL;
-    if (r->contig != r->nout || nout == 0) return;
-    sp = (MgSpan *)PyMem_Malloc(nout * sizeof(MgSpan));
+    if (r->spans) { PyMem_Free(r->spans); r->spans = NULL; }
+    if (nout == 0) return;
+    for (j = 0; j < nout; j++) {  /* the bias, then a span at each break in the weights */
+        NodeC *const *row = r->nodes + j * st;
+        count += 1 + (nin != 0);
+        for (i = 1; i < nin; i++)
+            count += row[1 + i] != row[i] + 1;
+    }
+    if (count > UINT32_MAX) return;
+    sp = (MgSpan *)PyMem_Malloc(count * sizeof(MgSpan));
     if (sp == NULL) return;
     for (j = 0; j < nout; j++) {
-        sp[j].p = r->nodes[j * st + 1];
-        sp[j].len = r->nin;
+        NodeC *const *row = r->nodes + j * st;
+        sp[k].p = row[0]; sp[k].len = 1; sp[k].bias = 1; k++;
+        for (i = 0; i < nin; i++) {
+            if (i == 0 || row[1 + i] != row[i] + 1) {
+                sp[k].p = row[1 + i]; sp[k].len = 0; sp[k].bias = 0; k++;
+            }
+            sp[k - 1].len++;
+        }
     }
-    lo = hi = r->nodes[0];
-    if (r->nin != 0) {
-        qsort(sp, nout, sizeof(MgSpan), mg_span_cmp);
-        for (j = 1; j < nout; j++)
-            if (sp[j - 1].p + sp[j - 1].len > sp[j].p) goto done;
-        if (sp[0].p < lo) lo = sp[0].p;
-        if (sp[nout - 1].p + (sp[nout - 1].len - 1) > hi) hi = sp[nout - 1].p + (sp[nout - 1].len - 1);
-    }
-    for (j = 0; j < nout; j++) {
-        b = r->nodes[j * st];
-        if (r->nin != 0 && mg_span_find(sp, nout, b) != NULL) goto done;
-        if (b < lo) lo = b;
-        if (b > hi) hi = b;
+    qsort(sp, count, sizeof(MgSpan), mg_span_cmp);
+    for (j = 1, k = 1; j < count; j++) {  /* k spans kept: drop a bias seen twice */
+        MgSpan *prev = &sp[k - 1];
+        if (sp[j].p == prev->p && sp[j].bias && prev->bias) continue;
+        if (prev->p + prev->len > sp[j].p) { PyMem_Free(sp); return; }
+        sp[k++] = sp[j];
     }
     r->apart = 1;
-    r->lo = lo;
-    r->hi = hi;
-done:
-    PyMem_Free(sp);
+    r->spans = sp;
+    r->nspans = (uint32_t)k;
+    r->lo = sp[0].p;
+    r->hi = sp[k - 1].p + (sp[k - 1].len - 1);
 }
 
 /* set r's row flags from its nodes; contig = how many rows are consecutive; then apart */
@@ -274,19 +291,40 @@ static inline void mg_rows_contig(MgRows *r) {
     mg_rows_apart(r);
 }
 
-/* 1 if the n nodes of x are distinct and none lies among r's (r->apart) nodes, [lo, hi]: then
+/* 1 if the n nodes of x are distinct and none lies among r's (r->apart) nodes: then
  * a rule may run several of r's rows at once over x (mg_rule_dot4). Addresses that rise, as a
  * layer's outputs made one after another do, need no sort. */
+/* the first of sp[k .. ns) (sorted, apart) that ends past p: ns if none does */
+static inline size_t mg_span_after(const MgSpan *sp, size_t k, size_t ns, const NodeC *p) {
+    size_t hi = ns;
+    while (k < hi) {
+        size_t mid = k + (hi - k) / 2;
+        if (sp[mid].p + sp[mid].len <= p) k = mid + 1;
+        else hi = mid;
+    }
+    return k;
+}
+
 static int mg_inputs_apart(const MgRows *r, NodeC *const *x, size_t n) {
-    size_t i;
+    const MgSpan *sp = r->spans;
+    const size_t ns = r->nspans;
+    size_t i, k = 0;
     NodeC **t;
     int ok = 1;
     if (!r->apart) return 0;
-    for (i = 0; i < n; i++)
-        if (x[i] >= r->lo && x[i] <= r->hi) return 0;
     for (i = 1; i < n; i++)
         if (x[i] <= x[i - 1]) break;
-    if (i >= n) return 1;
+    if (i >= n) {  /* rising (distinct): walk the spans beside them, a search at each gap */
+        for (i = 0; i < n; i++) {
+            if (x[i] < r->lo || x[i] > r->hi) continue;
+            if (i == 0 || (k < ns && sp[k].p + sp[k].len <= x[i])) k = mg_span_after(sp, k, ns, x[i]);
+            if (k < ns && sp[k].p <= x[i]) return 0;
+        }
+        return 1;
+    }
+    for (i = 0; i < n; i++)
+        if (x[i] >= r->lo && x[i] <= r->hi && mg_span_find(sp, ns, x[i]) != NULL)
+            return 0;
     t = (NodeC **)PyMem_Malloc(n * sizeof(NodeC *));
     if (t == NULL) return 0;
     memcpy(t, x, n * sizeof(NodeC *));
@@ -297,6 +335,16 @@ static int mg_inputs_apart(const MgRows *r, NodeC *const *x, size_t n) {
     return ok;
 }
 
+/* 1 if the n inputs' data are one array (consecutive records of a slab, as a layer's outputs
+ * made one after another are): xd[i] == xd[0] + i, and so their grads xd[0] + MG_GSTEP + i */
+static inline int mg_inputs_dense(double *const *xd, size_t n) {
+    size_t i;
+    if (n == 0) return 0;
+    for (i = 1; i < n; i++)
+        if (xd[i] != xd[0] + i) return 0;
+    return 1;
+}
+
 /* One call of a layer: its inputs, each linked once, shared by the call's nout dot nodes.
  * A dot node keeps u.kids = its call and a = its row (NodeC **, b_j first) in the rows. */
 typedef struct {
@@ -305,6 +353,7 @@ typedef struct {
     uint64_t pass;        /* the backward pass that last marked the inputs */
     uint32_t nin;
     uint32_t apart;       /* mg_inputs_apart(rows, x, nin): the rule may run 4 rows at once */
+    uint32_t xdense;      /* mg_inputs_dense(xd, nin): input i's data at xd[0] + i */
     double **xd;          /* the inputs' data (mg_dp), after x in the same block */
     NodeC *x[1];          /* nin of them */
 } MgCall;

@@ -39,7 +39,8 @@ cdef extern from "_arena.h":
         Py_ssize_t refcnt    # the Python object that packed it + each MgCall using it
         uint32_t nin, nout
         uint32_t contig      # how many rows have their weights in consecutive nodes
-        uint32_t apart       # every row contig and no node in two places
+        uint32_t apart       # no node in two places (mg_rows_apart)
+        void* spans          # with apart: the sorted spans of the nodes (freed with the rows)
         NodeC* lo
         NodeC* hi
         NodeC* nodes[1]      # row j: nodes[j*(nin+1)] = b_j, then w_j0 ... (each linked once)
@@ -48,6 +49,7 @@ cdef extern from "_arena.h":
     size_t mg_rows_size(size_t nin, size_t nout)
     void mg_rows_contig(MgRows* r)     # sets contig, the row bytes and apart from the nodes
     bint mg_inputs_apart(MgRows* r, NodeC** x, size_t n)  # x distinct and none of r's nodes
+    bint mg_inputs_dense(double** xd, size_t n)  # the inputs' data one array
 
     ctypedef struct MgCall:
         Py_ssize_t refcnt    # its dot nodes (+1 while it is being made)
@@ -55,6 +57,7 @@ cdef extern from "_arena.h":
         uint64_t pass_ "pass"  # the backward pass that last marked the inputs
         uint32_t nin
         uint32_t apart       # mg_inputs_apart: backward may run four rows at once
+        uint32_t xdense      # the inputs are consecutive records: their data one array
         double** xd          # the inputs' data (mg_dp), after x in the same block
         NodeC* x[1]          # the inputs, each linked once
     size_t mg_call_size(size_t nin)     # the bytes of a call block for nin inputs

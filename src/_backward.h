@@ -89,22 +89,41 @@ MG_ALWAYS_INLINE int mg_row_contig(const MgRows *r, NodeC *const *row) {
     return MG_ROWS_CONTIG(r)[(size_t)(row - r->nodes) / ((size_t)r->nin + 1)];
 }
 
+/* one row's part over dense inputs, in an apart call (no node in two places, so the arrays
+ * w, wg, x and xg never overlap where they are written): wg[i] += x[i] * g, xg[i] += w[i] * g,
+ * each element's operations those of the loop below, so the compiler may run it two or four
+ * elements at once with the same bits */
+static void mg_dot1_dense(const double *MG_RESTRICT w, double *MG_RESTRICT wg,
+                          const double *MG_RESTRICT x, double *MG_RESTRICT xg, uint32_t m,
+                          double g) {
+    uint32_t i;
+    for (i = 0; i < m; i++) {
+        wg[i] += x[i] * g;
+        xg[i] += w[i] * g;
+    }
+}
+
 /* DOT's rule: b_j gets g, each w_i x_i's pair gets the other's data times g (the data are
  * read before the grads are written: the same bits when a weight is also an input) */
 MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pending) {
     NodeC **row = MG_ROW(n);
-    double *const *xd = MG_CALL(n)->xd;
-    uint32_t i, m = MG_CALL(n)->nin;
+    MgCall *c = MG_CALL(n);
+    double *const *xd = c->xd;
+    uint32_t i, m = c->nin;
     double ad, bd;
     MG_G(row[0]) += g;
-    if (m != 0 && mg_row_contig(MG_CALL(n)->rows, row)) {  /* the weights' data and grads are */
+    if (m != 0 && mg_row_contig(c->rows, row)) {  /* the weights' data and grads are */
         double *wd = mg_dp(row[1]), *wg = wd + MG_GSTEP;    /* two arrays */
-        MG_UNROLL4
-        for (i = 0; i < m; i++) {
-            ad = wd[i];
-            bd = xd[i][0];
-            wg[i] += bd * g;
-            xd[i][MG_GSTEP] += ad * g;
+        if (c->apart && c->xdense) {
+            mg_dot1_dense(wd, wg, xd[0], xd[0] + MG_GSTEP, m, g);
+        } else {
+            MG_UNROLL4
+            for (i = 0; i < m; i++) {
+                ad = wd[i];
+                bd = xd[i][0];
+                wg[i] += bd * g;
+                xd[i][MG_GSTEP] += ad * g;
+            }
         }
     } else {
         for (i = 0; i < m; i++) {
@@ -119,27 +138,77 @@ MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pen
         mg_mark_dot(s, n, pending);
 }
 
+/* mg_rule_dot4's loop when the four rows' weights are arrays w[k] (grads w[k] + MG_GSTEP) and
+ * the inputs' data the array x (grads xg): every array apart where it is written, so the
+ * compiler may run the loop several elements at once; each element's sums are unchanged */
+static void mg_dot4_dense(const double *MG_RESTRICT w0, const double *MG_RESTRICT w1,
+                          const double *MG_RESTRICT w2, const double *MG_RESTRICT w3,
+                          double *MG_RESTRICT v0, double *MG_RESTRICT v1,
+                          double *MG_RESTRICT v2, double *MG_RESTRICT v3,
+                          const double *MG_RESTRICT x, double *MG_RESTRICT xg, uint32_t m,
+                          const double *g) {
+    const double g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
+    uint32_t i;
+    for (i = 0; i < m; i++) {
+        const double xv = x[i];
+        double t = xg[i];
+        v0[i] += xv * g0;
+        t += w0[i] * g0;
+        v1[i] += xv * g1;
+        t += w1[i] * g1;
+        v2[i] += xv * g2;
+        t += w2[i] * g2;
+        v3[i] += xv * g3;
+        t += w3[i] * g3;
+        xg[i] = t;
+    }
+}
+
 /* Four dot nodes of one call, rows j, j-1, j-2, j-3 (n[0] .. n[3], consecutive on the tape),
- * whose call is apart (MgCall.apart: every row contig, no node in two places, no input among
- * the rows' nodes, no input twice), with grads g[0] .. g[3]: what mg_rule_dot of each, in that
- * order, would do, in one pass over the inputs. Every weight and bias gets its one part as
- * before; input i gets row j's part, then row j-1's, ..., added in that order: the same bits. */
+ * whose call is apart (MgCall.apart: no node in two places, no input among the rows' nodes, no
+ * input twice), with grads g[0] .. g[3]: what mg_rule_dot of each, in that order, would do, in
+ * one pass over the inputs. Every weight and bias gets its one part as before; input i gets
+ * row j's part, then row j-1's, ..., added in that order: the same bits. */
 static void mg_rule_dot4(NodeC *const *n, const double *g) {
     NodeC **row = MG_ROW(n[0]);
-    double *const *xd = MG_CALL(n[0])->xd;
-    const size_t st = (size_t)MG_CALL(n[0])->nin + 1;
-    uint32_t i, m = MG_CALL(n[0])->nin;
+    MgCall *c = MG_CALL(n[0]);
+    double *const *xd = c->xd;
+    const ptrdiff_t st = (ptrdiff_t)c->nin + 1;
+    NodeC **r[4];
+    uint32_t i, m = c->nin;
     const double g0 = g[0], g1 = g[1], g2 = g[2], g3 = g[3];
     double *w0, *w1, *w2, *w3, xv, t;
-    MG_G(row[0]) += g0;
-    MG_G(row[-(ptrdiff_t)st]) += g1;
-    MG_G(row[-2 * (ptrdiff_t)st]) += g2;
-    MG_G(row[-3 * (ptrdiff_t)st]) += g3;
+    int k, contig = 1;
+    for (k = 0; k < 4; k++) {
+        r[k] = row - k * st;
+        MG_G(r[k][0]) += g[k];
+    }
     if (m == 0) return;
-    w0 = mg_dp(row[1]);
-    w1 = mg_dp(row[1 - (ptrdiff_t)st]);
-    w2 = mg_dp(row[1 - 2 * (ptrdiff_t)st]);
-    w3 = mg_dp(row[1 - 3 * (ptrdiff_t)st]);
+    for (k = 0; k < 4; k++)
+        contig = contig && mg_row_contig(c->rows, r[k]);
+    if (!contig) {  /* (a row that crosses from one slab to the next, say) */
+        for (i = 0; i < m; i++) {
+            double *x = xd[i], *a;
+            xv = x[0];
+            t = x[MG_GSTEP];
+            for (k = 0; k < 4; k++) {
+                a = mg_dp(r[k][1 + i]);
+                a[MG_GSTEP] += xv * g[k];
+                t += a[0] * g[k];
+            }
+            x[MG_GSTEP] = t;
+        }
+        return;
+    }
+    w0 = mg_dp(r[0][1]);
+    w1 = mg_dp(r[1][1]);
+    w2 = mg_dp(r[2][1]);
+    w3 = mg_dp(r[3][1]);
+    if (c->xdense) {
+        mg_dot4_dense(w0, w1, w2, w3, w0 + MG_GSTEP, w1 + MG_GSTEP, w2 + MG_GSTEP,
+                      w3 + MG_GSTEP, xd[0], xd[0] + MG_GSTEP, m, g);
+        return;
+    }
     for (i = 0; i < m; i++) {
         double *x = xd[i];
         xv = x[0];

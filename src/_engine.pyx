@@ -45,10 +45,10 @@ from _arena cimport (
     MG_HAS_ARRAY, mg_local_grads,
     mg_kid, MG_ROW, MG_CALL, MG_NODE, MG_GROUP, MG_IS_FOUT, MG_ROWS_CONTIG, mg_rows_size,
     mg_rows_contig, MG_GSTEP, MG_SLAB_BYTES, MG_NODE_BYTES, mg_dp, mg_gp, mg_slab_alloc,
-    mg_call_size, mg_inputs_apart,
+    mg_call_size, mg_inputs_apart, mg_inputs_dense,
 )
 from _backward cimport MgScan, mg_local, mg_local_as, mg_scan, mg_fused_apply
-from _kernels cimport mg_rows_dot, mg_rows_dot_contig, MgRun, mg_runs_zero_grad, mg_runs_sgd
+from _kernels cimport mg_rows_dot, mg_rows_dot_contig, mg_rows_dot8_dense, MgRun, mg_runs_zero_grad, mg_runs_sgd
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
     mg_install_setattro, mg_install_vectorcall, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy,
     mg_hide_vtable)

@@ -79,6 +79,62 @@ static void mg_rows_dot_contig(NodeC *const *rows, uint32_t nin, double *const *
     }
 }
 
+/* mg_rows_dot_contig over dense inputs (MgCall.xdense: input i's data x[i]) for `count` (1 to
+ * 8) consecutive rows: eight sums at once keep both of a core's adders busy (an addition waits
+ * four cycles for the one before it in its sum); each sum's order, and so its bits, as before */
+static void mg_rows_dot8_dense(NodeC *const *rows, uint32_t nin, const double *MG_RESTRICT x,
+                               uint32_t count, double *out) {
+    const size_t st = (size_t)nin + 1;
+    const double *w[8];
+    double a0, a1, a2, a3, a4, a5, a6, a7, xv;
+    uint32_t i, j;
+    for (j = 0; j < count; j++) {
+        out[j] = MG_D(rows[j * st]);
+        w[j] = nin ? mg_dp(rows[j * st + 1]) : NULL;
+    }
+    if (nin == 0) return;
+    if (count == 8) {
+        const double *MG_RESTRICT w0 = w[0], *MG_RESTRICT w1 = w[1], *MG_RESTRICT w2 = w[2],
+                     *MG_RESTRICT w3 = w[3], *MG_RESTRICT w4 = w[4], *MG_RESTRICT w5 = w[5],
+                     *MG_RESTRICT w6 = w[6], *MG_RESTRICT w7 = w[7];
+        a0 = out[0]; a1 = out[1]; a2 = out[2]; a3 = out[3];
+        a4 = out[4]; a5 = out[5]; a6 = out[6]; a7 = out[7];
+        for (i = 0; i < nin; i++) {
+            xv = x[i];
+            a0 = a0 + w0[i] * xv;
+            a1 = a1 + w1[i] * xv;
+            a2 = a2 + w2[i] * xv;
+            a3 = a3 + w3[i] * xv;
+            a4 = a4 + w4[i] * xv;
+            a5 = a5 + w5[i] * xv;
+            a6 = a6 + w6[i] * xv;
+            a7 = a7 + w7[i] * xv;
+        }
+        out[0] = a0; out[1] = a1; out[2] = a2; out[3] = a3;
+        out[4] = a4; out[5] = a5; out[6] = a6; out[7] = a7;
+        return;
+    }
+    for (j = 0; j + 4 <= count; j += 4) {
+        const double *w0 = w[j], *w1 = w[j + 1], *w2 = w[j + 2], *w3 = w[j + 3];
+        a0 = out[j]; a1 = out[j + 1]; a2 = out[j + 2]; a3 = out[j + 3];
+        for (i = 0; i < nin; i++) {
+            xv = x[i];
+            a0 = a0 + w0[i] * xv;
+            a1 = a1 + w1[i] * xv;
+            a2 = a2 + w2[i] * xv;
+            a3 = a3 + w3[i] * xv;
+        }
+        out[j] = a0; out[j + 1] = a1; out[j + 2] = a2; out[j + 3] = a3;
+    }
+    for (; j < count; j++) {
+        const double *w0 = w[j];
+        a0 = out[j];
+        for (i = 0; i < nin; i++)
+            a0 = a0 + w0[i] * x[i];
+        out[j] = a0;
+    }
+}
+
 /* The optimizers' parameters as runs of consecutive nodes (a layer's weights are one run a
  * row): run k is `len[k]` nodes from `start[k]`, whose data and grads are arrays (a run never
  * leaves its slab: the node after a slab's last record is not a record); the parameters in

@@ -10,6 +10,7 @@ cdef extern from "_kernels.h":
     void mg_rows_dot(NodeC** rows, uint32_t nin, double** x, uint32_t count, double* out)
     # the same, for rows whose weights are consecutive nodes (MgRows.contig)
     void mg_rows_dot_contig(NodeC** rows, uint32_t nin, double** x, uint32_t count, double* out)
+    void mg_rows_dot8_dense(NodeC** rows, uint32_t nin, double* x, uint32_t count, double* out)
 
     ctypedef struct MgRun:  # the optimizers' parameters as runs of consecutive nodes
         NodeC* start

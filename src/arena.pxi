@@ -155,6 +155,7 @@ cdef void rows_decref(ArenaC* A, MgRows* r) noexcept:
     if r.refcnt == 0:
         for i in range(<Py_ssize_t>r.nout * (r.nin + 1)):
             node_decref(A, r.nodes[i])
+        PyMem_Free(r.spans)
         PyMem_Free(r)
 
 

@@ -75,6 +75,7 @@ cdef int _rows_pack(ArenaC* A, _Rows rw) except -1:
     r.refcnt = 1
     r.nin = <uint32_t>nin
     r.nout = <uint32_t>nout
+    r.spans = NULL
     for j in range(nout):
         r.nodes[k] = (<Value>rw.bs[j]).c
         node_link(r.nodes[k])
@@ -169,6 +170,7 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
     r.refcnt = 1
     r.nin = <uint32_t>nin
     r.nout = <uint32_t>nout
+    r.spans = NULL
     r.contig = 0
     plain[0] = True
     try:
@@ -204,11 +206,11 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
     return r
 
 
-cdef inline bint _rows_contig4(MgRows* r, Py_ssize_t j) noexcept:
-    """Rows j to j+3 (those that exist) all have their weights in consecutive nodes."""
+cdef inline bint _rows_contig_n(MgRows* r, Py_ssize_t j, Py_ssize_t n) noexcept:
+    """Rows j to j+n-1 (those that exist) all have their weights in consecutive nodes."""
     cdef uint8_t* flags = MG_ROWS_CONTIG(r)
     cdef Py_ssize_t k
-    for k in range(j, min(j + 4, <Py_ssize_t>r.nout)):
+    for k in range(j, min(j + n, <Py_ssize_t>r.nout)):
         if not flags[k]:
             return False
     return True
@@ -235,7 +237,8 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
     cdef NodeC** row
     cdef NodeC* n
     cdef NodeC* xi_node
-    cdef double sums[4]
+    cdef double sums[8]
+    cdef Py_ssize_t g0 = 0, g1 = 0  # the rows whose sums are in sums[0 .. g1 - g0)
     cdef double acc, d
     cdef list out = []
     cdef double* xd = NULL
@@ -289,6 +292,7 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
     call.rows = NULL  # set once the inputs are in (call_decref allows NULL)
     call.pass_ = 0
     call.nin = 0
+    call.apart = call.xdense = 0
     call.xd = <double**>(&call.x[nin if nin else 1])
     try:
         for i in range(nin):
@@ -317,6 +321,7 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
             leafgen = A.leafgen
         call.rows = r  # (the call's reference to r from here)
         call.apart = mg_inputs_apart(r, call.x, <size_t>nin)
+        call.xdense = mg_inputs_dense(call.xd, <size_t>nin)
         nout = r.nout
         if outp != NULL:
             _layer_outs(outp, noutp, nout)
@@ -325,15 +330,22 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
             if dots == NULL:  # (four at once)
                 raise MemoryError()
         for j in range(nout):
-            if j % 4 == 0:  # four neurons' sums at a time (each in upstream's order)
-                if r.contig == nout or _rows_contig4(r, j):
+            if j == g1:  # several neurons' sums at a time (each in upstream's order)
+                g0 = j
+                if call.xdense and (r.contig == nout or _rows_contig_n(r, j, 8)):
+                    g1 = min(j + 8, nout)
+                    mg_rows_dot8_dense(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.xd[0],
+                                       <uint32_t>(g1 - j), sums)
+                elif r.contig == nout or _rows_contig_n(r, j, 4):
+                    g1 = min(j + 4, nout)
                     mg_rows_dot_contig(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.xd,
-                                       <uint32_t>min(4, nout - j), sums)
+                                       <uint32_t>(g1 - j), sums)
                 else:
+                    g1 = min(j + 4, nout)
                     mg_rows_dot(&r.nodes[j * (nin + 1)], <uint32_t>nin, call.xd,
-                                <uint32_t>min(4, nout - j), sums)
+                                <uint32_t>(g1 - j), sums)
             row = &r.nodes[j * (nin + 1)]
-            acc = sums[j % 4]
+            acc = sums[j - g0]
             n = node_new(A, OP_DOT, acc)
             n.u.kids = call
             call.refcnt += 1

@@ -25,6 +25,13 @@ cdef int _tape_resize(ArenaC* A, Py_ssize_t cap) noexcept:
     return 0
 
 
+# a dropped entry while a compaction runs (a C constant: a bare literal this big would make
+# Cython compare Python ints)
+cdef extern from *:
+    """#define MG_TAPE_GONE 0xFFFFFFFFu"""
+    const uint32_t TAPE_GONE "MG_TAPE_GONE"
+
+
 cdef void _tape_compact(ArenaC* A) noexcept:
     """Keep each live op node's newest entry, in order: dead slots and reused slots' old entries go.
     A free slot is seen in the free bits (dense, warm), so dead history costs no node read."""
@@ -39,17 +46,17 @@ cdef void _tape_compact(ArenaC* A) noexcept:
     while i >= 0:
         idx = A.tape[i]
         if (A.freebits[(idx >> 6)] >> (idx & 63)) & 1:  # slab s's words start at s * SLAB_WORDS
-            A.tape[i] = 0xFFFFFFFF
+            A.tape[i] = TAPE_GONE
             i -= 1
             continue
         n = MG_NODE(A.slabs, idx)
         if n.op == OP_LEAF or (n.flags & F_LATE) or n.epoch == ep:
-            A.tape[i] = 0xFFFFFFFF
+            A.tape[i] = TAPE_GONE
         else:
             n.epoch = ep
         i -= 1
     for i in range(A.tape_len):
-        if A.tape[i] != 0xFFFFFFFF:
+        if A.tape[i] != TAPE_GONE:
             A.tape[j] = A.tape[i]
             j += 1
     A.tape_len = j

@@ -66,3 +66,17 @@ def _layout(packed):
         return (rw.r.nout, rw.r.contig)
     pk = <_Params?>packed
     return (pk.n, pk.nruns)
+
+
+def _call_layout(Value v not None):
+    """Test hook: how backward sees the layer call that made v (its dot node, or the activation
+    over one): (the call is apart, its inputs' data are one array, rows whose weights are
+    consecutive nodes); None if v was not made by a layer call."""
+    cdef NodeC* n = _node(v)
+    cdef MgCall* c
+    if (n.op == OP_RELU or n.op == OP_TANH or n.op == OP_SIGMOID) and n.a.op == OP_DOT:
+        n = n.a
+    if n.op != OP_DOT:
+        return None
+    c = MG_CALL(n)
+    return (bool(c.apart), bool(c.xdense), c.rows.contig)

@@ -227,23 +227,37 @@ def test_a_layer_fed_its_own_weights(engines):
 def wide_layers(draw):
     """Layers wide enough for backward's four-rows-at-once path, with the cases it must leave
     to the one-row path: an input twice, a weight or bias as an input, a row used twice,
-    rows that overlap (shifted slices of one list), a bias shared by every row."""
-    nin = draw(st.integers(0, 6))
-    nout = draw(st.integers(1, 13))
-    rows = draw(st.sampled_from(["own", "twice", "shifted"]))
+    rows that overlap (shifted slices of one list), a bias shared by every row; and rows whose
+    weights are not consecutive nodes (scattered, or two runs a row) and inputs that are not
+    (spaced), which take the pointer loops instead of the array loops."""
+    nin = draw(st.integers(0, 6) | st.integers(7, 40))
+    nout = draw(st.integers(1, 13) | st.integers(14, 24))
+    rows = draw(st.sampled_from(["own", "twice", "shifted", "scattered", "split"]))
     inputs = draw(st.lists(st.sampled_from(["fresh", "again", "weight", "bias"]),
                            min_size=nin, max_size=nin))
+    spaced = draw(st.booleans())
     bias = draw(st.sampled_from(["own", "none", "shared"]))
     act = draw(st.sampled_from(ACTS))
     seed = draw(st.integers(0, 2**32 - 1))
-    return nin, nout, rows, inputs, bias, act, seed
+    return nin, nout, rows, inputs, spaced, bias, act, seed
 
 
-def _wide(E, nin, nout, rows, inputs, bias, act, seed):
+def _wide(E, nin, nout, rows, inputs, spaced, bias, act, seed):
     rng = random.Random(seed)
-    flat = [E.Value(rng.uniform(-1, 1)) for _ in range(nin * nout + nout + 3)]
-    if rows == "own":
+    spare = []
+    if rows == "scattered":  # a spare node after each weight: no row is consecutive nodes
+        flat = []
+        for _ in range(nin * nout + nout + 3):
+            flat.append(E.Value(rng.uniform(-1, 1)))
+            spare.append(E.Value(0.0))
+    else:
+        flat = [E.Value(rng.uniform(-1, 1)) for _ in range(nin * nout + nout + 3)]
+    if rows in ("own", "scattered"):
         ws = [flat[j * nin:(j + 1) * nin] for j in range(nout)]
+    elif rows == "split":  # row j: the first half of its own run, then the second half of the
+        h = nin // 2       # next row's (every weight still in one row only)
+        ws = [flat[j * nin:j * nin + h] + flat[((j + 1) % nout) * nin + h:((j + 1) % nout + 1) * nin]
+              for j in range(nout)]
     elif rows == "twice":  # every row listed twice: each weight in two rows
         half = [flat[j * nin:(j + 1) * nin] for j in range((nout + 1) // 2)]
         ws = [half[j // 2] for j in range(nout)]
@@ -261,6 +275,8 @@ def _wide(E, nin, nout, rows, inputs, bias, act, seed):
             xs.append(bs[rng.randrange(nout)])
         else:
             xs.append(E.Value(rng.uniform(-1, 1)))
+            if spaced:
+                spare.append(E.Value(0.0))
     out = E._layer(ws, bs, xs, act)
     loss = E._dot(E.Value(0.0), out, [E.Value(rng.uniform(-1, 1)) for _ in out])
     loss.backward()
@@ -269,7 +285,7 @@ def _wide(E, nin, nout, rows, inputs, bias, act, seed):
             + [o.data for o in out])
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(wide_layers())
 def test_wide_layers_agree_bit_for_bit(engines, case):
     # the compiled engine runs four rows of an apart call at once; every case, apart or not,
@@ -377,3 +393,78 @@ def test_nn_weights_alike_across_engines(engines, seeds):
     compiled, python = _script(False, seeds), _script(True, seeds)
     assert (compiled["engine"], python["engine"]) == ("compiled", "python")
     assert compiled["runs"] == python["runs"]
+
+
+def _crossing_row(E, nin):
+    """nin Values made one after another whose nodes run from one slab into the next (the
+    arena hands out the next slab when one is full), and the Values made on the way there."""
+    made = [E.Value(0.0)]
+    for _ in range(200_000):
+        made.append(E.Value(0.0))
+        if E._arena_index(made[-1]) >> 13 != E._arena_index(made[-2]) >> 13:
+            break
+    else:
+        pytest.fail("no slab boundary met in 200000 nodes")
+    row = made[-2:]
+    while len(row) < nin:
+        row.append(E.Value(0.0))
+    return row, made
+
+
+def test_the_array_loops_are_taken_and_agree(engines):
+    # the kernels' array loops (rows of consecutive weights over inputs whose data are one
+    # array) and their pointer loops (a row that crosses into the next slab, scattered rows,
+    # spaced inputs) give the same bits as the pure engine, and each is taken where it should be
+    E, P = engines
+    rng = random.Random(5)
+    nin, nout = 9, 11
+    vals = [[rng.uniform(-1, 1) for _ in range(nin)] for _ in range(nout)]
+    bvals = [rng.uniform(-1, 1) for _ in range(nout)]
+    xvals = [rng.uniform(-1, 1) for _ in range(nin)]
+
+    def run(V, layer, ws, xs_spaced):
+        for row, data in zip(ws, vals):
+            for w, d in zip(row, data):
+                w.data = d
+        bs = [V.Value(b) for b in bvals]
+        keep = []
+        xs = []
+        for a in xvals:
+            xs.append(V.Value(a))
+            if xs_spaced:
+                keep.append(V.Value(0.0))
+        out = layer(ws, bs, xs, "tanh")
+        loss = V._dot(V.Value(0.0), out, out)
+        loss.backward()
+        return out, [loss.data] + [w.grad for row in ws for w in row] + [b.grad for b in bs] \
+            + [x.grad for x in xs]
+
+    for case in ("plain", "crossing", "scattered", "spaced"):
+        keep = []
+        if case == "crossing":
+            row, keep = _crossing_row(E, nin)
+            ws = [[E.Value(0.0) for _ in range(nin)] for _ in range(nout)]
+            ws[6] = row  # rows 4..7 run four at once in backward: one of them crosses
+        elif case == "scattered":
+            ws = []
+            for _ in range(nout):
+                ws.append([])
+                for _ in range(nin):
+                    ws[-1].append(E.Value(0.0))
+                    keep.append(E.Value(0.0))
+        else:
+            ws = [[E.Value(0.0) for _ in range(nin)] for _ in range(nout)]
+        out, got = run(E, E._layer, ws, case == "spaced")
+        apart, dense, contig = E._call_layout(out[0])
+        assert apart, case
+        if case == "plain":
+            assert contig == nout or not all(_in_a_row(E, r) for r in ws)
+        if case == "crossing":
+            assert contig <= nout - 1
+        if case == "scattered":
+            assert contig == 0
+        if case == "spaced":
+            assert not dense
+        pws = [[P.Value(0.0) for _ in range(nin)] for _ in range(nout)]
+        _, want = run(P, P._layer, pws, False)
+        assert got == want, case
