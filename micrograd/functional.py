@@ -38,7 +38,7 @@ from micrograd.engine import Value, _impl
 from micrograd.losses import cross_entropy
 
 __all__ = ["linear", "dot", "sum", "softmax", "log_softmax", "rmsnorm", "relu", "tanh",
-           "sigmoid", "attention", "cross_entropy"]
+           "sigmoid", "attention", "cross_entropy", "forget"]
 
 _COMPILED = hasattr(_impl, "_f_softmax")
 _ACTS = frozenset(_impl._ACTIVATIONS)  # what a Layer's kernel applies: relu, tanh, sigmoid, linear
@@ -120,6 +120,19 @@ def linear(x: Sequence[Any], w: Sequence[Sequence[Any]], b: Optional[Sequence[An
     except (TypeError, ValueError):
         rows = _rows(w, "linear")  # numbers in w, or rows of different lengths: say which
         return _impl._layer(rows, bs, xs, code)
+
+
+def forget() -> None:
+    """forget() -> None: let go of the weight matrices `linear` keeps packed.
+
+    On the compiled engine, `linear` keeps the packing of each matrix of plain leaves it is
+    called with (the newest 64), and with it the matrix itself, so that the next call with the
+    same list need not link its weights again. A program that drops a matrix and wants its
+    memory (and its Values' graphs) back at once calls this; the next `linear` call with a
+    kept matrix only packs it again. The pure engine keeps nothing: there it does nothing.
+    """
+    if _COMPILED:
+        _impl._f_forget()
 
 
 def dot(w: Sequence[Any], x: Sequence[Any]) -> Value:

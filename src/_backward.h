@@ -93,7 +93,7 @@ MG_ALWAYS_INLINE int mg_row_contig(const MgRows *r, NodeC *const *row) {
  * w, wg, x and xg never overlap where they are written): wg[i] += x[i] * g, xg[i] += w[i] * g,
  * each element's operations those of the loop below, so the compiler may run it two or four
  * elements at once with the same bits */
-static void mg_dot1_dense(const double *MG_RESTRICT w, double *MG_RESTRICT wg,
+MG_CLONES static void mg_dot1_dense(const double *MG_RESTRICT w, double *MG_RESTRICT wg,
                           const double *MG_RESTRICT x, double *MG_RESTRICT xg, uint32_t m,
                           double g) {
     uint32_t i;
@@ -141,7 +141,7 @@ MG_ALWAYS_INLINE void mg_rule_dot(NodeC *n, double g, MgScan *s, Py_ssize_t *pen
 /* mg_rule_dot4's loop when the four rows' weights are arrays w[k] (grads w[k] + MG_GSTEP) and
  * the inputs' data the array x (grads xg): every array apart where it is written, so the
  * compiler may run the loop several elements at once; each element's sums are unchanged */
-static void mg_dot4_dense(const double *MG_RESTRICT w0, const double *MG_RESTRICT w1,
+MG_CLONES static void mg_dot4_dense(const double *MG_RESTRICT w0, const double *MG_RESTRICT w1,
                           const double *MG_RESTRICT w2, const double *MG_RESTRICT w3,
                           double *MG_RESTRICT v0, double *MG_RESTRICT v1,
                           double *MG_RESTRICT v2, double *MG_RESTRICT v3,

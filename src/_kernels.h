@@ -155,7 +155,7 @@ static void mg_runs_zero_grad(const MgRun *runs, Py_ssize_t nruns) {
 }
 
 /* plain SGD: p -= lr * grad, as optim.pxi's general loop computes it */
-static void mg_runs_sgd(const MgRun *runs, Py_ssize_t nruns, double lr) {
+MG_CLONES static void mg_runs_sgd(const MgRun *runs, Py_ssize_t nruns, double lr) {
     Py_ssize_t r, i;
     for (r = 0; r < nruns; r++) {
         double *d = mg_dp(runs[r].start), *g = d + MG_GSTEP;

@@ -331,6 +331,26 @@ def test_a_matrix_edited_between_calls_is_always_read_as_it_is():
         F.linear(x, w)
 
 
+def test_forget_lets_the_kept_matrices_go():
+    import gc
+    import weakref
+    w = [[Value(0.5), Value(-1.0)], [Value(2.0), Value(0.25)]]
+    first = weakref.ref(w[0][0])
+    assert [o.data for o in F.linear([1.0, 2.0], w)] == [-1.5, 2.5]
+    del w
+    gc.collect()
+    # compiled: the packing is kept, and with it the matrix; the pure engine keeps nothing
+    assert (first() is not None) == (IMPLEMENTATION == "compiled")
+    F.forget()
+    gc.collect()
+    assert first() is None
+    w = [[Value(1.0), Value(1.0)]]
+    assert F.linear([1.0, 2.0], w)[0].data == 3.0  # packed again after a forget
+    F.forget()
+    w[0][1] = Value(10.0)
+    assert F.linear([1.0, 2.0], w)[0].data == 21.0
+
+
 def test_an_input_float_that_replaces_a_row_is_seen():
     w = [[Value(1.0), Value(1.0)]]
     F.linear([1.0, 1.0], w)  # packed (and, compiled, kept)
