@@ -32,12 +32,12 @@
 #else
 #define MG_RESTRICT
 #endif
-/* a loop over dense double arrays, built twice by GCC on x86-64 Linux: for AVX2 and for the
+/* a loop over dense double arrays, built twice by GCC on x86-64 glibc Linux: for AVX2 and for the
  * baseline x86-64, the one the CPU can run picked at load time (an ifunc). The bits are the
  * same: each element's operations and their order are the C's, and with -ffp-contract=off
  * no multiply is fused into an add (AVX2 alone has no FMA). MG_NO_CLONES turns it off. */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) \
-    && !defined(MG_NO_CLONES)
+    && defined(__GLIBC__) && !defined(MG_NO_CLONES)  /* (musl has no ifuncs) */
 #define MG_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define MG_CLONES
