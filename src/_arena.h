@@ -243,41 +243,64 @@ static const MgSpan *mg_span_find(const MgSpan *sp, size_t k, const NodeC *p) {
  * records, and each bias, sorted by address; apart when no two overlap (but biases that are
  * one node: functional.linear's shared 0.0 leaf gets its rows' grads in the same order either
  * way). 0 when there is no memory for them. The spans are freed with r (rows_decref). */
+static int mg_spans_sorted(const MgSpan *sp, size_t n) {
+    size_t i;
+    for (i = 1; i < n; i++)
+        if (sp[i].p < sp[i - 1].p) return 0;
+    return 1;
+}
+
 static void mg_rows_apart(MgRows *r) {
     const size_t st = (size_t)r->nin + 1, nout = r->nout, nin = r->nin;
-    MgSpan *sp;
-    size_t j, i, k = 0, count = 0;
+    MgSpan *buf, *w, *b, *sp, next;
+    size_t j, i, m, k = 0, nw = 0;
     r->apart = 0;
     r->nspans = 0;
     r->lo = r->hi = NULL;
     if (r->spans) { PyMem_Free(r->spans); r->spans = NULL; }
     if (nout == 0) return;
-    for (j = 0; j < nout; j++) {  /* the bias, then a span at each break in the weights */
+    for (j = 0; j < nout; j++) {  /* a span at each break in the weights */
         NodeC *const *row = r->nodes + j * st;
-        count += 1 + (nin != 0);
+        nw += nin != 0;
         for (i = 1; i < nin; i++)
-            count += row[1 + i] != row[i] + 1;
+            nw += row[1 + i] != row[i] + 1;
     }
-    if (count > UINT32_MAX) return;
-    sp = (MgSpan *)PyMem_Malloc(count * sizeof(MgSpan));
-    if (sp == NULL) return;
+    if (nw + nout > UINT32_MAX) return;
+    buf = (MgSpan *)PyMem_Malloc((nw + nout) * sizeof(MgSpan));
+    sp = (MgSpan *)PyMem_Malloc((nw + nout) * sizeof(MgSpan));
+    if (buf == NULL || sp == NULL) { PyMem_Free(buf); PyMem_Free(sp); return; }
+    w = buf;        /* the weights' spans, row after row */
+    b = buf + nw;   /* the biases, one each */
     for (j = 0; j < nout; j++) {
         NodeC *const *row = r->nodes + j * st;
-        sp[k].p = row[0]; sp[k].len = 1; sp[k].bias = 1; k++;
+        b[j].p = row[0]; b[j].len = 1; b[j].bias = 1;
         for (i = 0; i < nin; i++) {
             if (i == 0 || row[1 + i] != row[i] + 1) {
-                sp[k].p = row[1 + i]; sp[k].len = 0; sp[k].bias = 0; k++;
+                w[k].p = row[1 + i]; w[k].len = 0; w[k].bias = 0; k++;
             }
-            sp[k - 1].len++;
+            w[k - 1].len++;
         }
     }
-    qsort(sp, count, sizeof(MgSpan), mg_span_cmp);
-    for (j = 1, k = 1; j < count; j++) {  /* k spans kept: drop a bias seen twice */
-        MgSpan *prev = &sp[k - 1];
-        if (sp[j].p == prev->p && sp[j].bias && prev->bias) continue;
-        if (prev->p + prev->len > sp[j].p) { PyMem_Free(sp); return; }
-        sp[k++] = sp[j];
+    /* each part sorted (rows made one after another, and one shared bias, need no sort),
+     * then merged: a bias seen twice is kept once, any other overlap means not apart. Weights
+     * in many short runs out of order (a matrix's columns taken as rows, as attention's
+     * weighted sums do, packed for one call) are left not apart: their sort would cost more
+     * per call than running their rows one at a time in backward saves */
+    if (!mg_spans_sorted(w, nw)) {
+        if (nw > 2 * nout) { PyMem_Free(buf); PyMem_Free(sp); return; }
+        qsort(w, nw, sizeof(MgSpan), mg_span_cmp);
     }
+    if (!mg_spans_sorted(b, nout)) qsort(b, nout, sizeof(MgSpan), mg_span_cmp);
+    for (i = m = k = 0; i < nw || m < nout; ) {
+        next = (m == nout || (i < nw && w[i].p <= b[m].p)) ? w[i++] : b[m++];
+        if (k != 0) {
+            const MgSpan *prev = &sp[k - 1];
+            if (next.p == prev->p && next.bias && prev->bias) continue;
+            if (prev->p + prev->len > next.p) { PyMem_Free(buf); PyMem_Free(sp); return; }
+        }
+        sp[k++] = next;
+    }
+    PyMem_Free(buf);
     r->apart = 1;
     r->spans = sp;
     r->nspans = (uint32_t)k;
