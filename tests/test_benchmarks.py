@@ -177,6 +177,20 @@ def test_the_fragmentation_script_runs(capsys):
     assert "after a shuffled free" in out and "ratio" in out
 
 
+def test_the_mlp_parts_script_runs(capsys):
+    from benchmarks import mlp_parts
+
+    mlp_parts.main(["--steps", "3"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1].split() == list(mlp_parts.PARTS) + ["whole"]
+    for way, line in zip(("warm", "cold"), lines[2:4]):
+        cells = line.split()
+        assert cells[0] == way and len(cells) == len(mlp_parts.PARTS) + 2
+        assert all(float(c) > 0 for c in cells[1:])
+    with pytest.raises(SystemExit):
+        mlp_parts.main(["--steps", "0"])
+
+
 def test_scalar_script_baselines_run_and_agree(tmp_path):
     """microgpt16 with the script's own Value and the float-only floor, next to the compiled engine."""
     impls = ["pure"] if NO_EXTENSIONS else ["compiled"]
