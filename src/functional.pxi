@@ -115,6 +115,22 @@ cdef NodeC* _b_sum(_Built* b, NodeC** xs, Py_ssize_t m, double start) except NUL
 # the head. The data are the formula's bit for bit (the same operations on the same doubles, in
 # its order); so are the inputs' grads (the head's rule replays the formula's nodes' rules).
 
+cdef MgGroup* _group_alloc(Py_ssize_t m, uint8_t kind) except NULL:
+    """An empty group with room for m inputs (G.m = 0: none linked yet)."""
+    cdef char* p = <char*>PyMem_Malloc(sizeof(MgGroup) + <size_t>m * (sizeof(NodeC*) + 2 * sizeof(double) + 1))
+    cdef MgGroup* G
+    if p == NULL:
+        raise MemoryError()
+    G = <MgGroup*>p
+    G.kind = kind
+    G.m = 0
+    G.x = <NodeC**>(p + sizeof(MgGroup))
+    G.e = <double*>(p + sizeof(MgGroup) + m * sizeof(NodeC*))
+    G.g = G.e + m
+    G.got = <uint8_t*>(G.g + m)
+    return G
+
+
 cdef MgGroup* _group_new(object xs, str what, uint8_t kind) except NULL:
     """A group over xs (Values or real numbers; numbers become leaves), every input linked once
     (the caller owns it: group_free). Every number is converted before any node is read."""
@@ -123,7 +139,6 @@ cdef MgGroup* _group_new(object xs, str what, uint8_t kind) except NULL:
     cdef object t = xs if type(xs) is tuple or type(xs) is list else tuple(xs)
     cdef Py_ssize_t i, m = len(t)
     cdef MgGroup* G
-    cdef char* p
     cdef double d
     cdef bint numbers = False
     cdef PyObject* o
@@ -145,16 +160,7 @@ cdef MgGroup* _group_new(object xs, str what, uint8_t kind) except NULL:
             numbers = True
         elif (<Value>o).c == NULL:
             _node(<Value>o)  # (raises: never initialised)
-    p = <char*>PyMem_Malloc(sizeof(MgGroup) + <size_t>m * (sizeof(NodeC*) + 2 * sizeof(double) + 1))
-    if p == NULL:
-        raise MemoryError()
-    G = <MgGroup*>p
-    G.kind = kind
-    G.m = 0
-    G.x = <NodeC**>(p + sizeof(MgGroup))
-    G.e = <double*>(p + sizeof(MgGroup) + m * sizeof(NodeC*))
-    G.g = G.e + m
-    G.got = <uint8_t*>(G.g + m)
+    G = _group_alloc(m, kind)
     try:
         for i in range(m):
             o = PySequence_Fast_ITEMS(t)[i]
@@ -191,52 +197,68 @@ cdef list _wrap_all(NodeC** nodes, Py_ssize_t m):
     return out
 
 
+cdef int _group_made(MgGroup* G, uint8_t kind, double* y, NodeC** out) except -1:
+    """G's head, then its G.m outputs into out[0:G.m], data y, each holding the head: fresh
+    nodes nobody holds. G is the head's from here on (freed here, with what was made, if a node
+    cannot be made)."""
+    cdef uint32_t m = G.m, i, made = 0
+    cdef NodeC* head = NULL
+    cdef NodeC* n
+    try:
+        head = node_new(ARENA, OP_FUSED, 0.0)  # below its outputs on the tape
+        head.u.kids = G
+        G = NULL  # (the head's)
+        _hold(head)
+        for i in range(m):
+            n = node_new(ARENA, kind, y[i])
+            n.a = head
+            node_link(head)
+            n.v.idx = i
+            out[i] = n
+            made += 1
+    except BaseException:
+        if G != NULL:
+            group_free(ARENA, G)
+        for i in range(made):
+            out[i].refcnt = 1
+            node_decref(ARENA, out[i])
+        raise
+    finally:
+        if head != NULL:
+            node_decref(ARENA, head)  # (its outputs hold it)
+    return 0
+
+
 cdef list _group_out(MgGroup* G, uint8_t kind, double* y):
     """The outputs of G, with data y[0:G.m]: the head, then one node per output holding it (or,
     inside no_grad(), leaves, and G freed). G is the callee's from here on."""
     cdef uint32_t m = G.m, i, made = 0
-    cdef NodeC* head = NULL
     cdef NodeC* small[64]
     cdef NodeC** out = &small[0]
-    cdef NodeC* n
     if m > 64:
         out = <NodeC**>PyMem_Malloc(m * sizeof(NodeC*))
     if out == NULL:
         group_free(ARENA, G)
         raise MemoryError()
     try:
-        try:
-            if not ARENA.grad_enabled:
+        if ARENA.grad_enabled:
+            _group_made(G, kind, y, out)
+        else:
+            try:
                 for i in range(m):
                     out[i] = node_new(ARENA, OP_LEAF, y[i])
                     made += 1
+            except BaseException:
+                for i in range(made):
+                    out[i].refcnt = 1
+                    node_decref(ARENA, out[i])
+                raise
+            finally:
                 group_free(ARENA, G)  # (y may be its g: read first)
-                G = NULL
-            else:
-                head = node_new(ARENA, OP_FUSED, 0.0)  # below its outputs on the tape
-                head.u.kids = G
-                G = NULL  # (the head's)
-                _hold(head)
-                for i in range(m):
-                    n = node_new(ARENA, kind, y[i])
-                    n.a = head
-                    node_link(head)
-                    n.v.idx = i
-                    out[i] = n
-                    made += 1
-        except BaseException:
-            if G != NULL:
-                group_free(ARENA, G)
-            for i in range(made):
-                out[i].refcnt = 1
-                node_decref(ARENA, out[i])
-            raise
         return _wrap_all(out, m)
     finally:
         if out != &small[0]:
             PyMem_Free(out)
-        if head != NULL:
-            node_decref(ARENA, head)
 
 
 cdef double _max_of(MgGroup* G) noexcept:
@@ -249,29 +271,34 @@ cdef double _max_of(MgGroup* G) noexcept:
     return top
 
 
+cdef int _softmax_fill(MgGroup* G) except -1:
+    """Softmax's data into G.g (the outputs' data until the outputs are made, then the rule's)
+    and what the rule needs into G.e and G.k. Only C runs: the inputs' data stay as read."""
+    cdef double* y = G.g
+    cdef double top = _max_of(G), total, inv
+    cdef uint32_t i, m = G.m
+    for i in range(m):
+        G.e[i] = _forward1(OP_EXP, mg_dp(G.x[i])[0] + -top)
+    total = G.e[0] + 0.0
+    for i in range(1, m):
+        total = total + G.e[i]
+    inv = _recip(total)
+    for i in range(m):
+        y[i] = G.e[i] * inv
+    G.k[0] = total
+    G.k[1] = inv
+    return 0
+
+
 def _f_softmax(logits):
     """[e / total for e in exps], exps = [(v - max(v.data ...)).exp() ...], total = sum(exps)."""
     cdef MgGroup* G = _group_new(logits, "logits", OP_SOFTMAX)
-    cdef double* y = NULL
-    cdef double top, total, inv
-    cdef uint32_t i, m = G.m
     try:
-        y = G.g  # the outputs' data, until _group_out has made them (then the rule's)
-        top = _max_of(G)
-        for i in range(m):  # (no Python runs from here: the data stay as read)
-            G.e[i] = _forward1(OP_EXP, mg_dp(G.x[i])[0] + -top)
-        total = G.e[0] + 0.0
-        for i in range(1, m):
-            total = total + G.e[i]
-        inv = _recip(total)
-        for i in range(m):
-            y[i] = G.e[i] * inv
-        G.k[0] = total
-        G.k[1] = inv
+        _softmax_fill(G)
     except BaseException:
         group_free(ARENA, G)
         raise
-    return _group_out(G, OP_SOFTMAX, y)
+    return _group_out(G, OP_SOFTMAX, G.g)
 
 
 def _f_log_softmax(logits):
@@ -502,6 +529,128 @@ cdef tuple _column(list vs, Py_ssize_t j):
     return col
 
 
+cdef bint _all_values(list xs) noexcept:
+    """Every item a Value with a node (the kernels read their nodes without converting)."""
+    cdef PyObject* o
+    cdef Py_ssize_t i
+    for i in range(len(xs)):
+        o = PySequence_Fast_ITEMS(xs)[i]
+        if MG_TYPE(o) != <PyTypeObject*>Value and not isinstance(<object>o, Value):
+            return False
+        if (<Value>o).c == NULL:
+            return False
+    return True
+
+
+cdef bint _rows_all_values(list rows) noexcept:
+    """_all_values of each row (every row a list: checked by the caller)."""
+    cdef Py_ssize_t t
+    for t in range(len(rows)):
+        if not _all_values(<list>PySequence_Fast_ITEMS(rows)[t]):
+            return False
+    return True
+
+
+cdef NodeC** _held_nodes(list rows, Py_ssize_t T, Py_ssize_t n, NodeC** into) noexcept:
+    """The nodes of T lists of n Values each (_all_values), row after row, held, into into."""
+    cdef Py_ssize_t t, i
+    cdef PyObject** items
+    for t in range(T):
+        items = PySequence_Fast_ITEMS(<list>PySequence_Fast_ITEMS(rows)[t])
+        for i in range(n):
+            into[t * n + i] = _hold((<Value>items[i]).c)
+    return into
+
+
+cdef list _attention_nodes(list qs, list ks, list vs, Py_ssize_t n_head, Py_ssize_t hd,
+                           double inv):
+    """_f_attention's heads when every q, key and value item is a Value and a graph is being
+    built: the very nodes its formula makes, in its order (per head: the logits' layer call,
+    each logit times inv, the softmax group, the weighted sums' layer call), from the nodes
+    themselves: no handle but the outputs', no list but theirs. Only C runs until the outputs'
+    handles are made, and by then every node made is held by them or by this call."""
+    cdef ArenaC* A = ARENA
+    cdef Py_ssize_t n_embd = len(qs), T = len(ks), nin = n_embd * (1 + 2 * T)
+    cdef Py_ssize_t h, t, lo, nlg = 0, nsc = 0, nwt = 0, nho = 0, nouts = 0, i
+    cdef NodeC** held = NULL  # q's nodes, then the keys' and the values' (T rows of n_embd)
+    cdef NodeC** lg = NULL    # a head's logits (its dot nodes), held
+    cdef NodeC** sc = NULL    # each logit times inv, held; then the softmax outputs, held
+    cdef NodeC** ho = NULL    # a head's weighted sums, held
+    cdef NodeC** outs = NULL  # every head's outputs, held
+    cdef MgGroup* G
+    cdef list out
+    cdef Value v
+    held = <NodeC**>PyMem_Malloc(nin * sizeof(NodeC*))
+    sc = <NodeC**>PyMem_Malloc(T * sizeof(NodeC*))
+    outs = <NodeC**>PyMem_Malloc(n_embd * sizeof(NodeC*))
+    if held == NULL or sc == NULL or outs == NULL:
+        PyMem_Free(held)
+        PyMem_Free(sc)
+        PyMem_Free(outs)
+        raise MemoryError()
+    _held_nodes([qs], 1, n_embd, held)
+    _held_nodes(ks, T, n_embd, held + n_embd)
+    _held_nodes(vs, T, n_embd, held + n_embd * (1 + T))
+    try:
+        for h in range(n_head):
+            lo = h * hd
+            _layer_go(A, None, OP_LEAF, None, None, None, held + lo, hd, &lg, &nlg,
+                      held + n_embd + lo, T, n_embd, 1)
+            for t in range(T):  # s / scale, as Value's / by a number makes it
+                sc[t] = _hold(_mkc(A, OP_MULC, mg_dp(lg[t])[0] * inv, lg[t], inv))
+                nsc += 1
+            _release_nodes(A, lg, nlg)
+            lg = NULL
+            nlg = 0
+            G = _group_alloc(T, OP_SOFTMAX)
+            for t in range(T):
+                G.x[t] = sc[t]
+                node_link(sc[t])
+                G.got[t] = 0
+                G.m += 1
+            try:
+                _softmax_fill(G)
+            except BaseException:
+                group_free(A, G)
+                raise
+            for t in range(T):  # (the group links them now)
+                node_decref(A, sc[t])
+            nsc = 0
+            _group_made(G, OP_SOFTMAX, G.g, sc)
+            for t in range(T):
+                _hold(sc[t])
+            nsc = T
+            _layer_go(A, None, OP_LEAF, None, None, None, sc, T, &ho, &nho,
+                      held + n_embd * (1 + T) + lo, hd, 1, n_embd)
+            for t in range(T):
+                node_decref(A, sc[t])
+            nsc = 0
+            for i in range(hd):  # (held: the holds move to outs)
+                outs[nouts] = ho[i]
+                nouts += 1
+            PyMem_Free(ho)
+            ho = NULL
+            nho = 0
+        out = PyList_New(n_embd)  # (its items NULL until set: only set ones are released)
+        for i in range(n_embd):
+            v = _wrap(A, outs[i])
+            Py_INCREF(v)
+            PyList_SET_ITEM(out, i, v)
+        return out
+    finally:
+        _release_nodes(A, lg, nlg)
+        _release_nodes(A, ho, nho)
+        for i in range(nsc):
+            node_decref(A, sc[i])
+        PyMem_Free(sc)
+        for i in range(nouts):
+            node_decref(A, outs[i])
+        PyMem_Free(outs)
+        for i in range(nin):
+            node_decref(A, held[i])
+        PyMem_Free(held)
+
+
 def _f_attention(q, keys, values, Py_ssize_t n_head):
     """Causal self-attention over a KV cache, head by head, in the very ops of the formula of
     functional.attention (linear, the scale as `s / head_dim ** 0.5`, softmax, linear): the same
@@ -522,6 +671,8 @@ def _f_attention(q, keys, values, Py_ssize_t n_head):
             return None
     hd = n_embd // n_head
     scale = PyNumber_Power(hd, 0.5, None)  # head_dim ** 0.5, as the formula computes it
+    if ARENA.grad_enabled and _all_values(qs) and _rows_all_values(ks) and _rows_all_values(vs):
+        return _attention_nodes(qs, ks, vs, n_head, hd, _recip(<double>scale))
     heads = []
     try:
         for h in range(n_head):

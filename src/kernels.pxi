@@ -206,6 +206,46 @@ cdef MgRows* _rows_direct(ArenaC* A, object ws, object bs, Py_ssize_t nin, bint*
     return r
 
 
+cdef MgRows* _rows_of_nodes(ArenaC* A, NodeC** base, Py_ssize_t nout, Py_ssize_t nin,
+                            Py_ssize_t rstride, Py_ssize_t cstride, bint* plain) except NULL:
+    """Rows of nodes the caller holds (row j's weight i is base[j * rstride + i * cstride]),
+    every bias one fresh leaf of 0.0, in a fresh row block (count 1, the caller's): what
+    _rows_direct packs from lists of Values with bs None, the same nodes made in the same order,
+    with no handle read. Only C runs here."""
+    cdef MgRows* r
+    cdef NodeC* zero
+    cdef NodeC* nd
+    cdef Py_ssize_t j, i, k = 0
+    r = <MgRows*>PyMem_Malloc(mg_rows_size(nin, nout))
+    if r == NULL:
+        raise MemoryError()
+    r.refcnt = 1
+    r.nin = <uint32_t>nin
+    r.nout = <uint32_t>nout
+    r.spans = NULL
+    r.contig = 0
+    try:
+        zero = _hold(node_new(A, OP_LEAF, 0.0))  # (ours until every row links it)
+    except BaseException:
+        r.nout = 0
+        rows_decref(A, r)
+        raise
+    plain[0] = True
+    for j in range(nout):
+        node_link(zero)
+        r.nodes[k] = zero
+        k += 1
+        for i in range(nin):
+            nd = base[j * rstride + i * cstride]
+            plain[0] = plain[0] and nd.op == OP_LEAF
+            node_link(nd)
+            r.nodes[k] = nd
+            k += 1
+    mg_rows_contig(r)
+    node_decref(A, zero)
+    return r
+
+
 cdef inline bint _rows_contig_n(MgRows* r, Py_ssize_t j, Py_ssize_t n) noexcept:
     """Rows j to j+n-1 (those that exist) all have their weights in consecutive nodes."""
     cdef uint8_t* flags = MG_ROWS_CONTIG(r)
@@ -218,7 +258,8 @@ cdef inline bint _rows_contig_n(MgRows* r, Py_ssize_t j, Py_ssize_t n) noexcept:
 
 cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, object bs,
                       NodeC** xin=NULL, Py_ssize_t xn=0, NodeC*** outp=NULL,
-                      Py_ssize_t* noutp=NULL):
+                      Py_ssize_t* noutp=NULL, NodeC** rbase=NULL, Py_ssize_t rnout=0,
+                      Py_ssize_t rstride=0, Py_ssize_t cstride=0):
     """A layer call over packed rows (rows) or over ws and bs packed for this call only.
     Python code can run here in two places (see the discipline in _arena.h): an input's
     __float__ while the inputs are converted, and anything _wrap's allocation triggers (a
@@ -230,7 +271,10 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
     _mlp_rows chains layers through the last four arguments: with xin, the inputs are the xn
     nodes there (held by the caller) and x is unused; with outp, the outputs are not wrapped
     but held, in an array handed to the caller at *outp as soon as it is made, *noutp of them
-    filled so far (what the caller releases, whether this returns or raises)."""
+    filled so far (what the caller releases, whether this returns or raises).
+
+    With rbase, the rows are nodes the caller holds (_rows_of_nodes: rnout rows, strides
+    rstride and cstride, every bias a fresh 0.0 leaf), and rows, ws and bs are unused."""
     cdef Py_ssize_t nin = xn if xin != NULL else len(x), nout, j, i
     cdef MgRows* r = NULL
     cdef MgCall* call = NULL
@@ -267,6 +311,8 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
                 _rows_check(A, rows, nin)
                 r = rows.r
                 r.refcnt += 1
+            elif rbase != NULL:
+                r = _rows_of_nodes(A, rbase, rnout, nin, rstride, cstride, &plain)
             else:
                 r = _rows_direct(A, ws, bs, nin, &plain)
             nout = r.nout
@@ -316,6 +362,9 @@ cdef object _layer_go(ArenaC* A, object x, uint8_t code, _Rows rows, object ws, 
             r.refcnt += 1
             plain = rows.plain  # as packed: a nested repack changes rows, not this call's r
             leafgen = rows.leafgen
+        elif rbase != NULL:
+            r = _rows_of_nodes(A, rbase, rnout, nin, rstride, cstride, &plain)
+            leafgen = A.leafgen
         else:
             r = _rows_direct(A, ws, bs, nin, &plain)
             leafgen = A.leafgen

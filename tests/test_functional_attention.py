@@ -56,17 +56,22 @@ def fused_formula(q, keys, values, n_head):
 
 @st.composite
 def blocks(draw):
-    """(n_head, q, keys, values, leaves): floats, some positions plain numbers, some Values
-    shared (q itself as a key, one Value twice)."""
+    """(n_head, q, keys, values, leaves): floats, in some blocks some positions plain numbers
+    (in the others every one a Value, as in a script), some Values shared (q itself as a key,
+    one Value twice), some computed from the leaves (not leaves themselves)."""
     n_head, hd, T = draw(st.integers(1, 3)), draw(st.integers(1, 3)), draw(st.integers(1, 4))
     n = n_head * hd
+    numbers, computed = draw(st.booleans()), draw(st.booleans())
     leaves = [Value(x) for x in draw(st.lists(finite, min_size=3, max_size=3 * n * T + n))]
 
     def vec():
         out = []
         for _ in range(n):
-            if draw(st.integers(0, 9)) == 0:
+            kind = draw(st.integers(0, 9))
+            if numbers and kind == 0:
                 out.append(draw(finite))  # a plain number: a constant
+            elif computed and kind == 1:
+                out.append(leaves[draw(st.integers(0, len(leaves) - 1))] * 0.75)  # one node
             else:
                 out.append(leaves[draw(st.integers(0, len(leaves) - 1))])
         return out
@@ -78,8 +83,9 @@ def blocks(draw):
 
 def run(fn, spec):
     n_head, q, keys, values, leaves = spec
-    for v in leaves:
-        v.grad = 0.0
+    for v in leaves + q + [x for row in keys + values for x in row]:
+        if isinstance(v, Value):
+            v.grad = 0.0  # (a computed one's too: backward runs through it each time)
     outs = fn(q, keys, values, n_head)
     loss = Value(0.0)
     for i, o in enumerate(outs):
@@ -88,7 +94,7 @@ def run(fn, spec):
     return [o.data for o in outs], [v.grad for v in leaves]
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=250, deadline=None)
 @given(spec=blocks())
 def test_attention_is_its_formula_bit_for_bit(spec):
     got = run(F.attention, spec)
