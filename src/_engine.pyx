@@ -48,7 +48,7 @@ from _arena cimport (
     mg_call_size, mg_inputs_apart, mg_inputs_dense,
 )
 from _backward cimport MgScan, mg_local, mg_local_as, mg_scan, mg_fused_apply
-from _kernels cimport mg_rows_dot, mg_rows_dot_contig, mg_rows_dot8_dense, MgRun, mg_runs_zero_grad, mg_runs_sgd
+from _kernels cimport mg_rows_dot, mg_rows_dot_contig, mg_rows_dot8_dense, MgRun, mg_runs_zero_grad, mg_runs_sgd, mg_runs_adam
 from _handles cimport (mg_value_alloc, MG_TYPE, visitproc, mg_install_traverse, mg_install_dealloc,
     mg_install_setattro, mg_install_vectorcall, mg_install_dict, mg_has_attrs, mg_no_dict, mg_attrs_copy,
     mg_hide_vtable)

@@ -3,6 +3,9 @@
 #define MICROGRAD_KERNELS_H
 
 #include "_arena.h"
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 /* The pre-activations of `count` (1 to 4) consecutive rows of rows (b_j, w_j0, ...; rows of
  * nin + 1) over the inputs' data x: out[j] = b_j + w_j0*x0 + w_j1*x1 + ..., each summed left
@@ -164,4 +167,47 @@ MG_CLONES static void mg_runs_sgd(const MgRun *runs, Py_ssize_t nruns, double lr
     }
 }
 
+/* Adam without weight decay, as optim.pxi's general loop computes it, run by run (m and v in
+ * the parameters' order). Every operation is IEEE's, exact in each lane, so two parameters at
+ * once (SSE2, on every x86-64) give the same bits as one at a time; the compiler would not pair
+ * them itself, as sqrt may set errno. */
+MG_CLONES static void mg_runs_adam(const MgRun *runs, Py_ssize_t nruns, double *MG_RESTRICT m,
+                                   double *MG_RESTRICT v, double beta1, double beta2,
+                                   double step, double bc2_sqrt, double eps) {
+    const double c1 = 1.0 - beta1, c2 = 1.0 - beta2;
+    Py_ssize_t r, i, k = 0;
+#if defined(__SSE2__)
+    const __m128d B1 = _mm_set1_pd(beta1), C1 = _mm_set1_pd(c1), B2 = _mm_set1_pd(beta2),
+                  C2 = _mm_set1_pd(c2), ST = _mm_set1_pd(step), BS = _mm_set1_pd(bc2_sqrt),
+                  EP = _mm_set1_pd(eps);
+#endif
+    for (r = 0; r < nruns; r++) {
+        double *MG_RESTRICT d = mg_dp(runs[r].start);
+        const double *MG_RESTRICT g = d + MG_GSTEP;
+        const Py_ssize_t n = runs[r].len;
+        double *MG_RESTRICT mr = m + k, *MG_RESTRICT vr = v + k;
+        i = 0;
+#if defined(__SSE2__)
+        for (; i + 2 <= n; i += 2) {
+            const __m128d gi = _mm_loadu_pd(g + i);
+            const __m128d mi = _mm_add_pd(_mm_mul_pd(B1, _mm_loadu_pd(mr + i)), _mm_mul_pd(C1, gi));
+            const __m128d vi = _mm_add_pd(_mm_mul_pd(B2, _mm_loadu_pd(vr + i)),
+                                          _mm_mul_pd(C2, _mm_mul_pd(gi, gi)));
+            const __m128d den = _mm_add_pd(_mm_div_pd(_mm_sqrt_pd(vi), BS), EP);
+            _mm_storeu_pd(mr + i, mi);
+            _mm_storeu_pd(vr + i, vi);
+            _mm_storeu_pd(d + i, _mm_sub_pd(_mm_loadu_pd(d + i), _mm_mul_pd(ST, _mm_div_pd(mi, den))));
+        }
+#endif
+        for (; i < n; i++) {
+            const double gi = g[i];
+            const double mi = beta1 * mr[i] + c1 * gi;
+            const double vi = beta2 * vr[i] + c2 * (gi * gi);
+            mr[i] = mi;
+            vr[i] = vi;
+            d[i] = d[i] - step * (mi / (sqrt(vi) / bc2_sqrt + eps));
+        }
+        k += n;
+    }
+}
 #endif

@@ -17,3 +17,5 @@ cdef extern from "_kernels.h":
         Py_ssize_t len
     void mg_runs_zero_grad(const MgRun* runs, Py_ssize_t nruns)
     void mg_runs_sgd(const MgRun* runs, Py_ssize_t nruns, double lr)
+    void mg_runs_adam(const MgRun* runs, Py_ssize_t nruns, double* m, double* v, double beta1,
+                      double beta2, double step, double bc2_sqrt, double eps)

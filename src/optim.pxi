@@ -113,6 +113,10 @@ def _adam_step(params, double lr, double beta1, double beta2, double eps, double
     cdef double bc2_sqrt = sqrt(bc2)
     if m.shape[0] < k or v.shape[0] < k:
         raise ValueError(f"Adam state holds {min(m.shape[0], v.shape[0])} values for {k} parameters")
+    if weight_decay == 0.0:  # the loop below, run by run (the same bits)
+        if k != 0:
+            mg_runs_adam(pk.runs, pk.nruns, &m[0], &v[0], beta1, beta2, step, bc2_sqrt, eps)
+        return
     for i in range(k):
         p = pk.nodes[i]
         g = mg_gp(p)[0]
