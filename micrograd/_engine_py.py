@@ -602,6 +602,14 @@ def _sgd_step(params: Sequence[Value], lr: float, momentum: float, weight_decay:
         p.data = p.data - lr * g
 
 
+def _over_zero(x: float) -> float:
+    """x / +0.0 as IEEE 754 (and the compiled engine) has it, where Python raises: NaN for a
+    zero or NaN x, else an infinity of x's sign (Adam with eps=0 and a zero second moment)."""
+    if x == 0.0 or x != x:
+        return math.nan
+    return math.copysign(math.inf, x)
+
+
 def _adam_step(params: Sequence[Value], lr: float, beta1: float, beta2: float, eps: float,
                weight_decay: float, m: array[float], v: array[float], t: int) -> None:
     """PyTorch's Adam (L2 weight decay added to the gradient), bias-corrected, step t >= 1."""
@@ -617,7 +625,7 @@ def _adam_step(params: Sequence[Value], lr: float, beta1: float, beta2: float, e
         m[i] = beta1 * m[i] + (1.0 - beta1) * g
         v[i] = beta2 * v[i] + (1.0 - beta2) * (g * g)
         denom = math.sqrt(v[i]) / bc2_sqrt + eps
-        p.data = p.data - step * (m[i] / denom)
+        p.data = p.data - step * (m[i] / denom if denom != 0.0 else _over_zero(m[i]))
 
 
 def _live_nodes() -> int:

@@ -156,7 +156,7 @@ def adam_runs(draw):
     sizes = draw(st.lists(st.integers(0, 9), min_size=1, max_size=5))
     order = draw(st.sampled_from(["made", "shuffled", "reversed"]))
     betas = (draw(st.sampled_from([0.0, 0.5, 0.85, 0.9])), draw(st.sampled_from([0.0, 0.99, 0.999])))
-    eps = draw(st.sampled_from([1e-8, 1e-3, 1.0]))
+    eps = draw(st.sampled_from([1e-8, 1e-3, 1.0, 0.0]))
     wd = draw(st.sampled_from([0.0, 0.0, 0.01]))
     n = sum(sizes)
     steps = [(draw(st.floats(0.0, 0.1)), draw(st.lists(finite_grads, min_size=n, max_size=n)))
@@ -191,3 +191,18 @@ def test_adam_steps_agree_across_engines_bit_for_bit(engines, spec):
 
     compiled, python = engines
     assert run(compiled) == run(python)
+
+
+def test_adam_with_eps_zero_divides_as_ieee_on_both_engines(engines):
+    """eps=0 is legal (as in PyTorch); a zero grad then makes 0 / 0: NaN on both engines, not a
+    ZeroDivisionError on the pure one alone."""
+    seen = []
+    for E in engines:
+        ps = [E.Value(1.0), E.Value(2.0)]
+        ps[0].grad, ps[1].grad = 0.0, 0.5
+        m, v = array("d", bytes(16)), array("d", bytes(16))
+        E._adam_step(ps, 0.1, 0.9, 0.999, 0.0, 0.0, m, v, 1)
+        assert math.isnan(ps[0].data)
+        assert math.isfinite(ps[1].data) and ps[1].data < 2.0
+        seen.append(ps[1].data)
+    assert seen[0] == seen[1]
