@@ -656,6 +656,8 @@ FOPS_NOTE = ("forward + backward of one call on fresh inputs, then backward() of
              "results; per element (a layer's: per weight)")
 FOPS_OWN_NOTE = ("less the harness: F.sum of the inputs themselves, its backward and release, on "
                  "a list as long (one sum node per element)")
+FOPS_FLOOR_NOTE = ("a list op's floor, no graph and no arithmetic: one Python object per element made "
+                   "and freed (float: array('d').tolist(); Value: list(map(Value, data)))")
 
 
 def run_functional_ops(mg, P):
@@ -670,7 +672,8 @@ def run_functional_ops(mg, P):
     metrics = []
     for name, (total, own) in functional_ops.measure(calls, runs).items():
         name = name.replace("nn.Layer", "layer").replace(" (per weight)", " per weight")
-        metrics.append(metric(name, "ns/element", total, note=FOPS_NOTE))
+        note = FOPS_FLOOR_NOTE if name.startswith("floor") else FOPS_NOTE
+        metrics.append(metric(name, "ns/element", total, note=note))
         if own is not None:
             metrics.append(metric(name + " own", "ns/element", own, note=FOPS_OWN_NOTE))
     return {"metrics": metrics, "check": None, "info": {"calls": calls, "runs": runs}}

@@ -7,7 +7,15 @@ a script uses it: fresh inputs' graph each call, then backward() of their sum. T
 F.sum of the results, its backward and release) is a cost of its own for the list ops, one sum
 node per element: "own" is the figure less the harness alone (F.sum of the inputs themselves,
 its backward and release, on a list of the same length).
+
+The list ops return one new Value per element, so no implementation of them can cost less per
+element than making and freeing one Python object. Two floors say what that costs here, each
+timed as the ops are (a call's result made, then freed), with no graph and no arithmetic:
+"floor float" is a C loop making one float per element (`array('d').tolist()`: CPython's float
+freelist, the cheapest object there is), "floor Value" one leaf Value per element
+(`list(map(Value, data))`: a handle and a node each).
 """
+import array
 import statistics
 import time
 
@@ -54,6 +62,23 @@ def case_list(fn, n):
     return make, n
 
 
+def case_floor(make_one, n):
+    data = [0.3 * i - 2.0 for i in range(n)]
+
+    def make():
+        return make_one(data)
+    return make, n
+
+
+def _floats(data):
+    a = array.array("d", data)
+    return a.tolist
+
+
+def _values(data):
+    return lambda: list(map(Value, data))
+
+
 CASES = {
     "nn.Layer 16x16 (per weight)": case_layer(16, 16),
     "nn.Layer 64x16 (per weight)": case_layer(64, 16),
@@ -63,6 +88,8 @@ CASES = {
     "log_softmax 27": case_list(F.log_softmax, 27),
     "rmsnorm 16": case_list(F.rmsnorm, 16),
     "relu 64": case_list(F.relu, 64),
+    "floor float 64": case_floor(_floats, 64),
+    "floor Value 64": case_floor(_values, 64),
 }
 
 

@@ -120,20 +120,25 @@ def test_per_element_targets_compare_two_rows_of_one_implementation():
     rows = [row("layer 16x16 per weight", "compiled", 7.0), row("layer 64x16 per weight", "compiled", 5.0),
             row("linear 16x16", "compiled", 14.0), row("linear 64x16", "compiled", 10.5),
             row("softmax 27 own", "compiled", 43.0), row("softmax 27 own", "pure", 1.0),
-            row("layer 16x16 per weight", "pure", 1000.0)]
+            row("layer 16x16 per weight", "pure", 1000.0), row("floor Value 64", "compiled", 21.5)]
     got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"functional_ops"})}
     assert got["F.linear 16x16 per element ≤ 2× nn.Layer 16x16 per weight"]["status"] == "met"
     assert got["F.linear 64x16 per element ≤ 2× nn.Layer 64x16 per weight"]["status"] == "NOT met"
     soft = got["F.softmax 27 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight"]
     assert soft["status"] == "NOT met" and soft["measured"] == "6.14× (43 ns against 7 ns)"
     assert got["F.rmsnorm 16 per element (less the harness) ≤ 2× nn.Layer 16x16 per weight"]["status"] == "n/a"
+    # the floors are quoted, never met or not: a list op's distance to one object per element
+    floor = got["F.softmax 27 per element (less the harness): distance to a Value made and freed per element"]
+    assert floor["status"] == "quoted" and floor["measured"] == "2.00× (43 ns against 21.5 ns)"
+    nofloat = got["F.softmax 27 per element (less the harness): distance to a float made and freed per element"]
+    assert nofloat["status"] == "n/a"
 
 
 def test_every_target_is_a_row_of_the_table():
-    kinds = {"at most", "at least", "faster", "time ratio", "runs", "distance", "per"}
+    kinds = {"at most", "at least", "faster", "time ratio", "runs", "distance", "per", "per quoted"}
     for t in targets.TARGETS:
         assert t["kind"] in kinds and t["workload"] in runner.WORKLOADS, t
-        assert ("per_metric" in t) == (t["kind"] == "per"), t
+        assert ("per_metric" in t) == (t["kind"] in ("per", "per quoted")), t
         assert ("versus" in t) == (t["kind"] in ("faster", "time ratio", "distance")), t
         assert t.get("versus", "compiled") in runner.IMPLS, t
 
