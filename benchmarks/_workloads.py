@@ -17,7 +17,9 @@ class Span:
     """A measured interval on two clocks: wall time, and this process's CPU time.
 
     The table shows wall time; CPU time (in the JSON, and with --clock cpu) is what to read
-    when other work competes for the machine's cores.
+    when other work competes for the machine's cores. A reading is a point on both clocks, and
+    the difference of two readings (later - earlier) is the interval between them less the
+    clocks' own cost (CLOCK_COST), so that a span measures the code between the readings alone.
     """
     __slots__ = ("wall", "cpu")
 
@@ -25,7 +27,7 @@ class Span:
         self.wall, self.cpu = wall, cpu
 
     def __sub__(self, other):
-        return Span(self.wall - other.wall, self.cpu - other.cpu)
+        return Span(self.wall - other.wall - CLOCK_COST.wall, self.cpu - other.cpu - CLOCK_COST.cpu)
 
     def __truediv__(self, k):
         return Span(self.wall / k, self.cpu / k)
@@ -33,6 +35,24 @@ class Span:
 
 def _now():
     return Span(time.perf_counter_ns(), time.process_time_ns())
+
+
+def clock_cost(n=2001):
+    """What two readings of _now() with nothing between them measure, per clock (ns): the median
+    of n such empty spans. Reading this process's CPU clock is a system call (~1 us on a VM),
+    so without it a microsecond-scale sample would count the clock as well as the code."""
+    walls, cpus = [], []
+    for _ in range(n):
+        a = _now()
+        b = _now()
+        walls.append(b.wall - a.wall)
+        cpus.append(b.cpu - a.cpu)
+    walls.sort()
+    cpus.sort()
+    return Span(walls[n // 2], cpus[n // 2])
+
+
+CLOCK_COST = clock_cost()  # measured once per worker, before any workload runs
 
 # Sizes and repetitions per mode. "smoke" only proves the code runs (tests/test_benchmarks.py).
 SIZES = {

@@ -607,3 +607,19 @@ def test_default_implementations_per_mode():
     assert sorted(wl for wl, impl in jobs if impl == "baseline") == ["mlp64_sample", "moons_step"]
     assert runner.parse_args([]).baseline == targets.ISSUE15_BASELINE == "ab12935"
     assert runner.parse_args(["--baseline", "HEAD~1"]).baseline == "HEAD~1"
+
+
+def test_a_span_is_the_interval_less_the_clocks_own_cost(smoke):
+    # every job measured its clocks' cost, and the notes say what was taken off
+    r, doc = smoke
+    costs = [res["clock_cost"] for res in doc["results"] if res.get("status") == "ok"]
+    assert costs and all(c["wall"] > 0 and c["cpu"] >= 0 for c in costs)
+    assert "each timed span is less the clocks' own cost" in r.stdout
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import _workloads
+    cost = _workloads.CLOCK_COST
+    a = _workloads.Span(1_000_000, 2_000_000)
+    b = _workloads.Span(1_500_000, 2_700_000)
+    span = b - a
+    assert (span.wall, span.cpu) == (500_000 - cost.wall, 700_000 - cost.cpu)
+    assert cost.wall > 0 and cost.cpu >= 0
