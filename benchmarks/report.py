@@ -167,11 +167,20 @@ def render(doc, markdown):
     results = doc["results"]
     notes += [f"{r['impl']} {r['workload']}: {r['status']}: {r.get('reason')}"
               for r in results if r.get("status") != "ok"]
-    rounds = sorted({(r["workload"], r["rounds"]) for r in results if r.get("rounds")})
-    if rounds:
-        notes.append("; ".join(f"{wl}: its implementations ran in {n} interleaved rounds (the pure "
-                               f"engine in one), step k's time the median of the rounds' step k"
-                               for wl, n in rounds))
+    rounds = {}
+    for r in results:
+        if r.get("rounds"):
+            rounds.setdefault((r["workload"], r["rounds"]), []).append(r["impl"])
+    said = []
+    for (wl, n), who in sorted(rounds.items()):
+        if any(m.get("paired") for r in results if r["workload"] == wl for m in r["metrics"]):
+            said.append(f"{wl}: its implementations ran in {n} interleaved rounds (the pure engine "
+                        "in one), step k's time the median of the rounds' step k")
+        else:
+            said.append(f"{wl}: {', '.join(who)} ran in {n} interleaved rounds (the others in one), "
+                        "every round's samples pooled")
+    if said:
+        notes.append("; ".join(said))
     notes += doc["mismatches"]
     if not doc["mismatches"] and any(r.get("check") for r in results):
         baseline = any(r["impl"] == "baseline" and r.get("check") for r in results)

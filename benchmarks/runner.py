@@ -38,6 +38,8 @@ IMPLS = ["compiled", "baseline", "pure", "upstream", "torch", "inline", "floor",
 SCRIPT_IMPLS = ("inline", "floor", "functional", "functional-adam")
 # the baseline runs the per-step training workloads, the ones a speed-up target is about
 BASELINE_WORKLOADS = {"moons_step", "mlp64_sample"}
+# which of their implementations run in interleaved rounds (the baseline's targets, the floor's distance)
+ROUND_IMPLS = {"compiled", "baseline", "floor"}
 WORKLOADS = ["more_ops", "graph200k", "deep_chain", "moons_step", "mlp64_sample", "digits_epoch",
              "memory", "import", "microgpt16", "microgpt32", "functional_ops"]
 # ours alone: upstream and PyTorch have no micrograd.functional
@@ -80,6 +82,32 @@ def _shown(path):
         return path.relative_to(ROOT)
     except ValueError:
         return path
+
+
+def plan_rounds(jobs, workloads, script_rounds, ratio_rounds):
+    """The order the jobs run in: [((workload, impl), round, rounds), ...].
+
+    The jobs a ratio target compares run in rounds, one job of each implementation per round,
+    so that a slow spell of the machine falls on every implementation alike
+    (stats.merge_rounds): a script workload's (script_rounds), and the per-step training
+    workloads' compiled, baseline and floor jobs (ratio_rounds). The others (the pure engine, in
+    no such target and 100-200x slower, upstream and PyTorch) run once, in the first round.
+    """
+    runs = []
+    for wl in workloads:
+        mine = [job for job in jobs if job[0] == wl]
+        if wl in SCRIPT_WORKLOADS:
+            again, n = {job for job in mine if job[1] != "pure"}, script_rounds
+        elif wl in BASELINE_WORKLOADS:
+            again, n = {job for job in mine if job[1] in ROUND_IMPLS}, ratio_rounds
+        else:
+            again, n = set(), 1
+        if len(again) < 2 or n < 2:
+            runs += [(job, 0, 1) for job in mine]
+            continue
+        runs += [(job, r, n if job in again else 1) for r in range(n)
+                 for job in mine if r == 0 or job in again]
+    return runs
 
 
 def ensure_upstream(allow_install, log):
@@ -406,21 +434,10 @@ def run_suite(args, log):
     machine = machine_info()
     if baseline_dir is not None:
         machine["baseline"] = {"rev": args.baseline, "commit": baseline_dir.name}
-    # a script workload's jobs run in rounds, one job of each implementation per round, so that
-    # a slow spell of the machine falls on every implementation alike (stats.merge_rounds); the
-    # pure engine, in no target of a script and 100-200x slower, runs once, in the first round
-    n_rounds = SIZES[args.mode]["gpt_rounds"]
-    runs = []
-    for wl in workloads:
-        mine = [job for job in jobs if job[0] == wl]
-        many = [job for job in mine if job[1] != "pure"]
-        if wl not in SCRIPT_WORKLOADS or len(many) < 2 or n_rounds < 2:
-            runs += [(job, 0, 1) for job in mine]
-            continue
-        runs += [(job, r, 1 if job[1] == "pure" else n_rounds) for r in range(n_rounds)
-                 for job in mine if r == 0 or job[1] != "pure"]
+    runs = plan_rounds(jobs, workloads, SIZES[args.mode]["gpt_rounds"],
+                       SIZES[args.mode]["ratio_rounds"])
     log(f"benchmarks ({args.mode}): {len(jobs)} jobs, implementations: {', '.join(impls) or 'none'}"
-        + (f"; the scripts' jobs in {n_rounds} interleaved rounds" if len(runs) > len(jobs) else ""))
+        + ("; the ratio targets' jobs in interleaved rounds" if len(runs) > len(jobs) else ""))
     for impl, why in missing.items():
         log(f"  {impl}: {why}")
 

@@ -114,7 +114,8 @@ def merge_rounds(rounds):
 
     A paired metric's sample k becomes the median over the rounds of their sample k (its wall
     and its CPU time alike); other metrics keep every round's samples. The steps are seeded, so
-    every round must give the same check: a round that does not is named in "round_mismatch".
+    every round must give the same check (a list of losses: as far as both rounds ran): a round
+    that does not is named in "round_mismatch".
     A round that failed makes the merged result that failure.
     """
     for r in rounds:
@@ -139,7 +140,12 @@ def merge_rounds(rounds):
             merged["metrics"].append(dict(m, samples=[v for x in ms for v in x["samples"]],
                                           cpu_samples=None if any(c is None for c in cpu)
                                           else [v for c in cpu for v in c]))
-    bad = [i for i, r in enumerate(rounds) if r.get("check") != first.get("check")]
+    def same(a, b):  # adaptive repetitions: a list of losses is compared as far as both ran
+        if isinstance(a, list) and isinstance(b, list):
+            n = min(len(a), len(b))
+            return a[:n] == b[:n]
+        return a == b
+    bad = [i for i, r in enumerate(rounds) if not same(r.get("check"), first.get("check"))]
     if bad:
         merged["round_mismatch"] = bad
     return merged

@@ -623,3 +623,38 @@ def test_a_span_is_the_interval_less_the_clocks_own_cost(smoke):
     span = b - a
     assert (span.wall, span.cpu) == (500_000 - cost.wall, 700_000 - cost.cpu)
     assert cost.wall > 0 and cost.cpu >= 0
+
+
+def test_ratio_targets_jobs_run_in_interleaved_rounds():
+    # a slow spell of the machine must fall on both sides of a ratio: the compiled, baseline and
+    # floor jobs of the training steps alternate, round by round; the rest runs once
+    jobs = [("mlp64_sample", i) for i in ("compiled", "baseline", "pure", "upstream", "floor")]
+    jobs += [("microgpt16", i) for i in ("compiled", "pure", "inline")]
+    jobs += [("graph200k", i) for i in ("compiled", "pure")]
+    runs = runner.plan_rounds(jobs, ["mlp64_sample", "microgpt16", "graph200k"], 2, 3)
+    order = [(wl, impl, r) for (wl, impl), r, _ in runs]
+    assert order[:8] == [("mlp64_sample", "compiled", 0), ("mlp64_sample", "baseline", 0),
+                         ("mlp64_sample", "pure", 0), ("mlp64_sample", "upstream", 0),
+                         ("mlp64_sample", "floor", 0), ("mlp64_sample", "compiled", 1),
+                         ("mlp64_sample", "baseline", 1), ("mlp64_sample", "floor", 1)]
+    count = {}
+    for job, r, _ in runs:
+        assert r == count.get(job, 0)  # a job's rounds are numbered 0, 1, ... in order
+        count[job] = r + 1
+    assert all(rounds == count[job] for job, _, rounds in runs)
+    assert count == {("mlp64_sample", "compiled"): 3, ("mlp64_sample", "baseline"): 3,
+                     ("mlp64_sample", "pure"): 1, ("mlp64_sample", "upstream"): 1,
+                     ("mlp64_sample", "floor"): 3, ("microgpt16", "compiled"): 2,
+                     ("microgpt16", "pure"): 1, ("microgpt16", "inline"): 2,
+                     ("graph200k", "compiled"): 1, ("graph200k", "pure"): 1}
+    # one round asked for: every job once, in the given order
+    assert [job for job, _, _ in runner.plan_rounds(jobs, ["mlp64_sample"], 1, 1)] == jobs[:5]
+
+
+def test_rounds_of_a_job_agree_as_far_as_both_ran():
+    def res(check):
+        return {"status": "ok", "check": check, "metrics": [
+            {"metric": "sample", "paired": False, "samples": [1.0], "cpu_samples": [1.0]}]}
+    merged = stats.merge_rounds([res([0.5, 0.25, 0.125]), res([0.5, 0.25])])
+    assert "round_mismatch" not in merged and merged["metrics"][0]["samples"] == [1.0, 1.0]
+    assert stats.merge_rounds([res([0.5, 0.25]), res([0.5, 0.3])])["round_mismatch"] == [1]
