@@ -16,8 +16,8 @@ import traceback
 import types
 import warnings
 
-from _workloads import (CLOCK_COST, SCRIPT_WORKLOADS, SIZES, TAKES_VALUE, WORKLOADS, Unavailable,
-                        metric, run_mlp_floor)
+from _workloads import (CLOCK_COST, CLOCK_SPANS, SCRIPT_WORKLOADS, SIZES, TAKES_VALUE, WORKLOADS,
+                        Unavailable, metric, run_mlp_floor)
 
 
 def load_micrograd(impl):
@@ -104,7 +104,7 @@ def main(argv):
     P = dict(SIZES[mode], **json.loads(sys.stdin.read() or "{}"))
     out = {"impl": impl, "workload": workload, "mode": mode, "status": "ok",
            "gc": {"enabled": gc.isenabled(), "threshold": list(gc.get_threshold())},
-           "clock_cost": {"wall": CLOCK_COST.wall, "cpu": CLOCK_COST.cpu}}
+           "clock_cost": {"wall": CLOCK_COST.wall, "cpu": CLOCK_COST.cpu, "spans": CLOCK_SPANS}}
     try:
         if workload == "import":
             if impl != "torch":

@@ -160,8 +160,9 @@ def render(doc, markdown):
         mid = len(costs) // 2
         wall = sorted(c["wall"] for c in costs)[mid]
         cpu = sorted(c["cpu"] for c in costs)[mid]
-        notes.append(f"each timed span is less the clocks' own cost, the median of 2001 empty spans "
-                     f"measured in its job (over the jobs: {wall:.0f} ns wall, {cpu:.0f} ns CPU)")
+        notes.append(f"each timed span is less the clocks' own cost, the median of "
+                     f"{costs[0].get('spans', 'many')} empty spans measured in its job (over the "
+                     f"jobs: {wall:.0f} ns wall, {cpu:.0f} ns CPU)")
     notes += [f"{r['impl']} {r['workload']} {r['metric']} is scaled: {r['scaled']}"
               for r in doc["rows"] if r.get("scaled") and r["stats"]]
     results = doc["results"]
