@@ -20,6 +20,8 @@ _generation = [0]
 
 
 def _is_real(x: Any) -> bool:
+    if type(x) is float or type(x) is int:  # (skips the ABC check, ~270 ns)
+        return True
     return isinstance(x, numbers.Real) and not isinstance(x, (str, bytes))
 
 

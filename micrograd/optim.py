@@ -12,7 +12,8 @@ __all__ = ["Optimizer", "SGD", "Adam"]
 
 
 def _real(x: Any, name: str) -> float:
-    if not isinstance(x, numbers.Real) or isinstance(x, bool):
+    # a float skips the ABC check (~270 ns, in every step() through _nonneg)
+    if type(x) is not float and (not isinstance(x, numbers.Real) or isinstance(x, bool)):
         raise TypeError(f"{name} must be a real number, not {type(x).__name__!r}")
     f = float(x)
     if not math.isfinite(f):

@@ -120,6 +120,7 @@ def test_finite_differences_mse_and_hinge():
     (lambda: losses.mse([], []), ValueError, "empty"),
     (lambda: losses.mse(["a"], [1.0]), TypeError, "predictions"),
     (lambda: losses.mse([Value(1.0)], ["a"]), TypeError, "targets"),
+    (lambda: losses.mse([Value(1.0)], [True]), TypeError, "targets"),
     (lambda: losses.mse(object(), [1.0]), TypeError, "sequence"),
     (lambda: losses.hinge([Value(1.0)], [0]), ValueError, "-1 or \\+1"),
     (lambda: losses.hinge([Value(1.0)], [2]), ValueError, "-1 or \\+1"),
@@ -134,3 +135,17 @@ def test_finite_differences_mse_and_hinge():
 def test_bad_inputs(call, err, match):
     with pytest.raises(err, match=match):
         call()
+
+
+class _Real(float):
+    """A float subclass (as numpy.float64 is one): not the exact type the fast paths take."""
+
+
+def test_numbers_of_every_kind_are_taken_alike():
+    # the exact float and int skip the ABC check; a subclass or another Real goes the long way
+    import fractions
+    p = [Value(0.5), Value(-1.25)]
+    want = losses.mse(p, [1.0, 2.0]).data
+    for ts in ([1, 2], [_Real(1.0), _Real(2.0)], [fractions.Fraction(1), 2.0], (1.0, 2.0)):
+        assert losses.mse(p, ts).data == want
+    assert losses.mse(Value(3.0), 1.0).data == 4.0

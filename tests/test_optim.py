@@ -116,6 +116,8 @@ def test_training_reduces_loss():
     (lambda ps: optim.SGD(ps, lr=0.1, momentum=-1), ValueError, "momentum"),
     (lambda ps: optim.SGD(ps, lr=0.1, weight_decay=-1), ValueError, "weight_decay"),
     (lambda ps: optim.SGD(ps, lr="0.1"), TypeError, "learning rate"),
+    (lambda ps: optim.SGD(ps, lr=True), TypeError, "learning rate"),
+    (lambda ps: optim.SGD(ps, lr=float("inf")), ValueError, "finite"),
     (lambda ps: optim.SGD(ps, lr=float("nan")), ValueError, "finite"),
     (lambda ps: optim.SGD(ps), TypeError, "lr"),
     (lambda ps: optim.Adam(ps, betas=(1.0, 0.999)), ValueError, "beta"),
@@ -132,10 +134,12 @@ def test_bad_arguments(make, err, match):
         make(_params((1.0, 0.0), (2.0, 0.0)))
 
 
-def test_bad_lr_set_later():
+@pytest.mark.parametrize("lr, err", [(-1.0, ValueError), (float("nan"), ValueError),
+                                     (True, TypeError), ("0.1", TypeError)])
+def test_bad_lr_set_later(lr, err):
     opt = optim.SGD(_params((1.0, 0.0)), lr=0.1)
-    opt.lr = -1.0
-    with pytest.raises(ValueError, match="learning rate"):
+    opt.lr = lr
+    with pytest.raises(err, match="learning rate"):
         opt.step()
 
 
