@@ -117,7 +117,7 @@ def main(argv):
             except _floor_build.FloorUnavailable as exc:
                 raise Unavailable(str(exc)) from None
             out["engine"] = "C arithmetic, dense arrays"
-            res = run_mlp_floor(floor.MLPStep, P)
+            res = run_mlp_floor(floor, P)
         elif impl in ("inline", "floor"):
             # no micrograd at all: the script's own Value class, or the compiled float-only one
             if workload not in SCRIPT_WORKLOADS:

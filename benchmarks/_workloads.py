@@ -358,30 +358,49 @@ def run_mlp(mg, P):
                                       "update": "hand loop" if mg.upstream else "optim.SGD"}}
 
 
-def run_mlp_floor(MLPStep, P):
-    """run_mlp's step as C arithmetic alone (the floor: _floor.MLPStep), from the same weights.
+def run_mlp_floor(floor_module, P):
+    """run_mlp's step as C arithmetic alone (the floor: _floor.MLPStep), from the same weights;
+    and, timed apart, the step's own Python (its inputs and its loss) on the float-only Value.
 
     The weights are drawn as nn.MLP draws them (random.seed(1337); each neuron's nin draws of
-    random.uniform(-1, 1), its bias 0.0), so its losses are the engine's, bit for bit.
+    random.uniform(-1, 1), its bias 0.0), so its losses are the engine's, bit for bit. The two
+    floors' sum is what any engine pays for this step: the arithmetic, and the Python that the
+    workload itself runs (x = list(map(Value, xrow)) and the loss over the outputs), which no
+    engine can make cheaper than a class that records nothing.
     """
     nin, nouts, xrow, target = mlp_sample(P)
     sizes = [nin] + list(nouts)
     weights = [[[random.uniform(-1, 1) for _ in range(sizes[k])] for _ in range(sizes[k + 1])]
                for k in range(len(nouts))]
     biases = [[0.0] * n for n in nouts]
-    floor = MLPStep(weights, biases, target, MLP_LR)
+    floor = floor_module.MLPStep(weights, biases, target, MLP_LR)
+    Value = floor_module.Value
+    outs = [Value(t + 0.5) for t in target]  # (stands for the model's outputs: one per target)
 
     def step():
         return floor.step(xrow)
 
+    def own_python():  # (its Values made and freed within the span, as the step's are)
+        x = list(map(Value, xrow))
+        loss = sum((o - t)**2 for o, t in zip(outs, target))
+        return len(x) + loss.data
+
     losses = [step()]  # warm-up
     loop, cold = mlp_samples(step, P, losses)
+    own_python()
+    py_loop, py_cold = mlp_samples(own_python, P, [])
     return {"metrics": [metric("sample", "s", loop, note=MLP_FLOOR_NOTE),
-                        metric("sample after gc.collect()", "s", cold, note=MLP_COLD_NOTE)],
+                        metric("sample after gc.collect()", "s", cold, note=MLP_COLD_NOTE),
+                        metric(MLP_OWN_PYTHON, "s", py_loop, note=MLP_OWN_PYTHON_NOTE),
+                        metric(MLP_OWN_PYTHON + " after gc.collect()", "s", py_cold,
+                               note=MLP_COLD_NOTE)],
             "check": losses, "info": {"params": sum(n * (m + 1) for m, n in zip(sizes, nouts)),
                                       "update": "C loop"}}
 
 
+MLP_OWN_PYTHON = "the step's own Python"
+MLP_OWN_PYTHON_NOTE = ("the floor of the workload's own Python: its input Values and its loss "
+                       "over 10 outputs, on the float-only Value (no graph)")
 MLP_FLOOR_NOTE = ("the floor: the same step's arithmetic in plain C loops over dense arrays (no "
                   "graph, no objects), compiled with the engine's flags; its losses are ours")
 MLP_LOOP_NOTE = "forward+backward+SGD step, steps back to back as a training loop runs them"

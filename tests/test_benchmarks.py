@@ -134,12 +134,38 @@ def test_per_element_targets_compare_two_rows_of_one_implementation():
     assert nofloat["status"] == "n/a"
 
 
+def test_headroom_is_what_the_ratio_target_leaves_above_the_floors():
+    def row(metric, impl, median):
+        return {"workload": "mlp64_sample", "metric": metric, "impl": impl, "unit": "s",
+                "error": None, "stats": {"median": median, "min": median, "max": median, "n": 1}}
+    rows = [row("sample", "baseline", 60e-6), row("sample", "compiled", 24e-6),
+            row("sample", "floor", 9e-6), row("the step's own Python", "floor", 4e-6),
+            row("sample after gc.collect()", "baseline", 60e-6),
+            row("sample after gc.collect()", "compiled", 40e-6),
+            row("sample after gc.collect()", "floor", 13e-6),
+            row("the step's own Python after gc.collect()", "floor", 8e-6)]
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"mlp64_sample"})}
+    warm = next(t for k, t in got.items() if k.startswith("MLP(64,[64,64,10]) sample: what 3×"))
+    cold = next(t for k, t in got.items() if "after gc.collect(): what 3×" in k)
+    # 3x allows 20 us; the floors take 13; 7 left, and ours takes 24 - 13 = 11 of its own
+    assert warm["status"] == "quoted" and warm["value"] == pytest.approx(11 / 7)
+    assert "allows 20 µs" in warm["measured"] and "leaving 7 µs" in warm["measured"]
+    assert "ours takes 11 µs" in warm["measured"]
+    # 3x allows 20 us, the floors alone take 21: no engine can meet it
+    assert cold["value"] == float("inf") and "no engine can" in cold["measured"]
+    rows.pop()  # a floor not measured: n/a, not a figure from half the floors
+    got = {t["target"]: t for t in targets.evaluate_targets(rows, workloads={"mlp64_sample"})}
+    assert next(t for k, t in got.items() if "after gc.collect(): what 3×" in k)["status"] == "n/a"
+
+
 def test_every_target_is_a_row_of_the_table():
-    kinds = {"at most", "at least", "faster", "time ratio", "runs", "distance", "per", "per quoted"}
+    kinds = {"at most", "at least", "faster", "time ratio", "runs", "distance", "per", "per quoted",
+             "headroom"}
     for t in targets.TARGETS:
         assert t["kind"] in kinds and t["workload"] in runner.WORKLOADS, t
         assert ("per_metric" in t) == (t["kind"] in ("per", "per quoted")), t
-        assert ("versus" in t) == (t["kind"] in ("faster", "time ratio", "distance")), t
+        assert ("versus" in t) == (t["kind"] in ("faster", "time ratio", "distance", "headroom")), t
+        assert ("floors" in t) == (t["kind"] == "headroom"), t
         assert t.get("versus", "compiled") in runner.IMPLS, t
 
 
@@ -239,6 +265,11 @@ def test_the_mlp_step_floor_runs_and_gives_our_losses(tmp_path):
     quoted = [t for t in doc["targets"] if "distance to the C arithmetic" in t["target"]]
     assert len(quoted) == 2 and all(t["status"] == ("n/a" if NO_EXTENSIONS else "quoted")
                                     for t in quoted), quoted
+    own = {r["metric"] for r in doc["rows"] if r["impl"] == "floor" and r["stats"]}
+    assert {"the step's own Python", "the step's own Python after gc.collect()"} <= own
+    # the headroom needs the baseline build, which this run leaves out
+    share = [t for t in doc["targets"] if "leaves the engine" in t["target"]]
+    assert len(share) == 2 and all(t["status"] == "n/a" for t in share), share
 
 
 def test_the_floor_check_catches_other_losses():
