@@ -2,6 +2,7 @@
 
     python benchmarks/mlp_parts.py                 # medians of 3000 steps, warm and cold
     python benchmarks/mlp_parts.py --steps 500
+    python benchmarks/mlp_parts.py --hidden 1   # the same step's fixed costs: 1-wide hidden layers
 
 The step is the `mlp64_sample` workload's (benchmarks/_workloads.py: the same sizes, input row,
 target, weights and learning rate): the input Values, the forward pass, the loss, zero_grad,
@@ -25,9 +26,12 @@ import micrograd  # noqa: E402
 PARTS = ("input", "forward", "loss", "zero_grad", "backward", "step")
 
 
-def build():
-    """The workload's model, optimizer and one-step function that times its parts."""
+def build(hidden=None):
+    """The workload's model, optimizer and one-step function that times its parts; hidden: the
+    hidden layers' width instead of the workload's (the same inputs, outputs and loss)."""
     nin, nouts, xrow, target = mlp_sample(SIZES["quick"])
+    if hidden is not None:
+        nouts = [hidden] * (len(nouts) - 1) + nouts[-1:]
     model = micrograd.nn.MLP(nin, nouts)
     opt = micrograd.optim.SGD(model.parameters(), lr=MLP_LR)
     clock = time.perf_counter_ns
@@ -62,10 +66,15 @@ def medians(step, steps, cold):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--steps", type=int, default=3000, help="steps per way (default 3000)")
+    p.add_argument("--hidden", type=int, default=None,
+                   help="hidden layers this wide (default: the workload's 64); 1 leaves the step's "
+                        "fixed costs, those that do not grow with the weights")
     args = p.parse_args(argv)
     if args.steps < 1:
         p.error("--steps must be at least 1")
-    step = build()
+    if args.hidden is not None and args.hidden < 1:
+        p.error("--hidden must be at least 1")
+    step = build(args.hidden)
     step()  # warm-up: the layers' packing, the optimizer's runs
     gc.collect()
     print(f"micrograd engine: {micrograd.engine.IMPLEMENTATION}; medians of {args.steps} steps, us")

@@ -220,6 +220,10 @@ def test_the_mlp_parts_script_runs(capsys):
         assert all(float(c) > 0 for c in cells[1:])
     with pytest.raises(SystemExit):
         mlp_parts.main(["--steps", "0"])
+    mlp_parts.main(["--steps", "2", "--hidden", "1"])
+    assert len(capsys.readouterr().out.splitlines()) == 4
+    with pytest.raises(SystemExit):
+        mlp_parts.main(["--hidden", "0"])
 
 
 def test_scalar_script_baselines_run_and_agree(tmp_path):
