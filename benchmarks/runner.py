@@ -4,6 +4,7 @@ import datetime
 import importlib.metadata
 import importlib.util
 import json
+import math
 import os
 import platform
 import random
@@ -82,6 +83,18 @@ def _shown(path):
         return path.relative_to(ROOT)
     except ValueError:
         return path
+
+
+def strict_json(x):
+    """x with every non-finite float as None: JSON has no Infinity or NaN (a "headroom" target's
+    value is infinite when the floors alone exceed what its ratio allows)."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {k: strict_json(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [strict_json(v) for v in x]
+    return x
 
 
 def plan_rounds(jobs, workloads, script_rounds, ratio_rounds):
@@ -495,7 +508,7 @@ def main(argv=None):
     print(report.render(doc, args.markdown))
 
     if args.json:
-        Path(args.json).write_text(json.dumps(doc, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(strict_json(doc), indent=1) + "\n")
         log(f"wrote {args.json}")
     if args.plot:
         err = report.plot(rows, args.plot)

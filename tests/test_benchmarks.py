@@ -158,6 +158,14 @@ def test_headroom_is_what_the_ratio_target_leaves_above_the_floors():
     assert next(t for k, t in got.items() if "after gc.collect(): what 3×" in k)["status"] == "n/a"
 
 
+def test_the_json_file_is_strict_json():
+    doc = {"targets": [{"value": float("inf")}, {"value": 2.5}], "rows": [(1.0, float("nan"))],
+           "name": "x", "n": 3}
+    text = json.dumps(runner.strict_json(doc))
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON: {c}")) == {
+        "targets": [{"value": None}, {"value": 2.5}], "rows": [[1.0, None]], "name": "x", "n": 3}
+
+
 def test_every_target_is_a_row_of_the_table():
     kinds = {"at most", "at least", "faster", "time ratio", "runs", "distance", "per", "per quoted",
              "headroom"}
